@@ -1,0 +1,99 @@
+// Finds and loads the native addon. Tried in order, from the package root (found from this file, so it works from
+// lib/ under vitest, from dist/cjs/ when installed, and whatever the caller's working directory):
+//   1. build/Release/normkit.node             a local build (development: npm install / npm run build:native)
+//   2. prebuilds/<platform>-<arch>/normkit.node  the binary shipped in the npm package
+// NORMKIT_PREBUILDS_ONLY=1 skips 1. On failure, one error lists every attempt, why it failed, and what to do.
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+export interface NativeInfo {
+  isa: string;
+  supportedIsas: string[];
+  openmp: boolean;
+  maxThreads: number;
+  processors: number;
+}
+
+type Arr = Float32Array | Float64Array;
+type Geo = [P: number, A: number, B: number, K: number, threads: number];
+
+// Optional trailing arguments (w, b) are per-position parameters (length K) for views with A == 1 (LayerNorm).
+export interface NativeBinding {
+  moments(...a: [...Geo, x: Arr, mean: Float64Array, m2: Float64Array]): void;
+  normalize(...a: [...Geo, x: Arr, y: Arr, mean: Float64Array, scale: Float64Array, shift: Float64Array,
+    w?: Arr | null, b?: Arr | null]): void;
+  backwardReduce(...a: [...Geo, dy: Arr, x: Arr, mean: Float64Array, sumDy: Float64Array, sumDyXmu: Float64Array,
+    w?: Arr | null]): void;
+  backwardApply(...a: [...Geo, dy: Arr, x: Arr, dx: Arr, mean: Float64Array, a: Float64Array,
+    b: Float64Array | null, c: Float64Array | null, w?: Arr | null]): void;
+  paramGrad(...a: [...Geo, dy: Arr, x: Arr, mean: Float64Array | null, invstd: Float64Array, dw: Float64Array,
+    db: Float64Array]): void;
+  forwardTrain(...a: [...Geo, x: Arr, y: Arr, eps: number, gamma: Float64Array | null, beta: Float64Array | null,
+    mean: Float64Array, m2: Float64Array, invstd: Float64Array]): void;
+  backwardTrain(...a: [...Geo, dy: Arr, x: Arr, dx: Arr, mean: Float64Array, invstd: Float64Array,
+    gamma: Float64Array | null, sumDy: Float64Array, sumDyXmu: Float64Array]): void;
+  forwardTrainAsync(...a: Parameters<NativeBinding['forwardTrain']>): Promise<void>;
+  backwardTrainAsync(...a: Parameters<NativeBinding['backwardTrain']>): Promise<void>;
+  momentsAsync(...a: Parameters<NativeBinding['moments']>): Promise<void>;
+  normalizeAsync(...a: Parameters<NativeBinding['normalize']>): Promise<void>;
+  backwardReduceAsync(...a: Parameters<NativeBinding['backwardReduce']>): Promise<void>;
+  backwardApplyAsync(...a: Parameters<NativeBinding['backwardApply']>): Promise<void>;
+  paramGradAsync(...a: Parameters<NativeBinding['paramGrad']>): Promise<void>;
+  copy(src: Arr, dst: Arr, threads: number): void;
+  info(): NativeInfo;
+}
+
+/** The directory holding normkit's package.json, walking up from this file. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'normkit') return dir;
+      } catch { /* not ours; keep walking */ }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`normkit: cannot find its package.json above ${__dirname}`);
+    dir = up;
+  }
+}
+
+const SUPPORTED_PREBUILDS = ['linux-x64'];
+
+function load(): NativeBinding {
+  // libgomp reads OMP_* once, when it is loaded: set the wait policy first. Busy-waiting OpenMP threads would
+  // steal cores from V8 and libuv between calls. A user's own setting wins.
+  process.env.OMP_WAIT_POLICY ??= 'passive';
+  const root = packageRoot();
+  const requireNative = createRequire(join(root, 'package.json'));
+  const platform = `${process.platform}-${process.arch}`;
+  const candidates: string[] = [];
+  if (process.env.NORMKIT_PREBUILDS_ONLY !== '1') candidates.push(join(root, 'build', 'Release', 'normkit.node'));
+  candidates.push(join(root, 'prebuilds', platform, 'normkit.node'));
+  const errors: string[] = [];
+  for (const file of candidates) {
+    if (!existsSync(file)) { errors.push(`  ${file}: not found`); continue; }
+    try {
+      return requireNative(file) as NativeBinding;
+    } catch (e) {
+      errors.push(`  ${file}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  const help = SUPPORTED_PREBUILDS.includes(platform)
+    ? ['- reinstall normkit (the package ships a prebuilt binary for this platform)',
+      '- or build from source in the package directory: npm run build:native (needs cmake, g++, libgomp)']
+    : [`- normkit ships no prebuilt binary for ${platform} yet (only ${SUPPORTED_PREBUILDS.join(', ')})`,
+      '- build from source in the package directory: npm run build:native (needs cmake, a C++17 compiler, OpenMP)'];
+  throw new Error([`normkit: could not load the native addon for ${platform} (Node ${process.version}). Tried:`,
+    ...errors, 'Possible solutions:', ...help].join('\n'));
+}
+
+let cached: NativeBinding | undefined;
+
+/** The loaded addon (loaded on first use). */
+export function native(): NativeBinding {
+  cached ??= load();
+  return cached;
+}

@@ -1,0 +1,172 @@
+// Batch normalization, the math only (torch.nn.functional.batch_norm): no module state, explicit `training`.
+// Each op is a generator of native steps (see native-steps.ts) so the sync and async forms share every line.
+import { formatShape, invalidRange, invalidType } from '../errors.js';
+import { batchNormView, channelAxis, type View4 } from '../geometry.js';
+import { runAsync, runSync, type Steps } from '../native-steps.js';
+import { checks, parseOptions, type OptionSpec } from '../options.js';
+import type { FloatArray, Tensor } from '../tensor.js';
+import { checkTensor, dtypeOf } from '../tensor.js';
+import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
+import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, type GradSums } from './core.js';
+
+export interface BatchNormOptions {
+  runningMean?: FloatArray | null;
+  runningVar?: FloatArray | null;
+  weight?: FloatArray | null;
+  bias?: FloatArray | null;
+  training: boolean;
+  momentum?: number;
+  eps?: number;
+  channelsLast?: boolean;
+  out?: FloatArray;
+}
+
+export interface BatchNormResult {
+  y: Tensor;
+  /** The mean used to normalize (the batch mean when training, else the running mean), in float64. */
+  saveMean: Float64Array;
+  /** 1 / sqrt(var + eps) of the variance used to normalize, in float64. */
+  saveInvstd: Float64Array;
+}
+
+export interface BatchNormBackwardOptions {
+  weight?: FloatArray | null;
+  saveMean: FloatArray;
+  saveInvstd: FloatArray;
+  /** Whether the forward normalized with batch statistics (default true); false: dx = dy * weight * invstd. */
+  training?: boolean;
+  channelsLast?: boolean;
+  out?: FloatArray;
+}
+
+export interface BatchNormBackwardResult {
+  dx: Tensor;
+  dweight: FloatArray;
+  dbias: FloatArray;
+}
+
+const FORWARD_SPEC: OptionSpec<BatchNormOptions> = {
+  runningMean: { default: null, check: checks.floatArrayOrNull },
+  runningVar: { default: null, check: checks.floatArrayOrNull },
+  weight: { default: null, check: checks.floatArrayOrNull },
+  bias: { default: null, check: checks.floatArrayOrNull },
+  training: { default: false, check: checks.boolean },
+  momentum: { default: 0.1, check: checks.finite },
+  eps: { default: 1e-5, check: checks.nonNegative },
+  channelsLast: { default: false, check: checks.boolean },
+  out: { default: undefined, check: checks.floatArray },
+};
+
+const BACKWARD_SPEC: OptionSpec<BatchNormBackwardOptions> = {
+  weight: { default: null, check: checks.floatArrayOrNull },
+  saveMean: { default: undefined as unknown as FloatArray, check: checks.floatArray },
+  saveInvstd: { default: undefined as unknown as FloatArray, check: checks.floatArray },
+  training: { default: true, check: checks.boolean },
+  channelsLast: { default: false, check: checks.boolean },
+  out: { default: undefined, check: checks.floatArray },
+};
+
+interface Layout { view: View4; channels: number; perChannel: number }
+
+function layoutOf(x: Tensor, name: string, channelsLast: boolean): Layout {
+  if (x.shape.length < 2) {
+    throw new RangeError(`${name}: expected at least 2D input (got ${x.shape.length}D input of shape ${formatShape(x.shape)})`);
+  }
+  const view = batchNormView(x.shape, channelsLast);
+  return { view, channels: x.shape[channelAxis(x.shape.length, channelsLast)]!, perChannel: view.A * view.K };
+}
+
+/** Checks everything batchNorm will touch; changes nothing. */
+function checkForward(x: unknown, options: unknown) {
+  const t = checkTensor(x, 'input');
+  const o = parseOptions<BatchNormOptions>('batchNorm', options, FORWARD_SPEC);
+  if (options === undefined || (options as { training?: unknown }).training === undefined) {
+    throw invalidType('batchNorm option "training"', 'a boolean', undefined);
+  }
+  const dtype = dtypeOf(t.data);
+  const lay = layoutOf(t, 'batchNorm', o.channelsLast ?? false);
+  const C = lay.channels;
+  const rm = o.runningMean == null ? null : checkChannelArray(o.runningMean, 'runningMean', C, dtype);
+  const rv = o.runningVar == null ? null : checkChannelArray(o.runningVar, 'runningVar', C, dtype);
+  if ((rm === null) !== (rv === null)) throw new TypeError('runningMean and runningVar must be given together');
+  if (!o.training && rm === null) throw new TypeError('runningMean and runningVar must be defined in evaluation mode');
+  const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtype);
+  const bias = o.bias == null ? null : checkChannelArray(o.bias, 'bias', C, dtype);
+  const y = outputArray(o.out, 'out', t);
+  if (o.training && !isEmpty(t)) verifyBatchSize(t.shape, lay.perChannel);
+  return { x: t, o, lay, rm, rv, weight, bias, y };
+}
+
+export function* batchNormSteps(input: Tensor, options: BatchNormOptions): Steps<BatchNormResult> {
+  const { x, o, lay, rm, rv, weight, bias, y } = checkForward(input, options);
+  const C = lay.channels, n = lay.perChannel, eps = o.eps!, momentum = o.momentum!;
+  if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(C), saveInvstd: new Float64Array(C) };
+  const gamma = weight ? Float64Array.from(weight) : null, beta = bias ? Float64Array.from(bias) : null;
+  if (!o.training) {
+    const mean = Float64Array.from(rm!), invstd = Float64Array.from(rv!, (v) => 1 / Math.sqrt(v + eps));
+    yield* normalize(lay.view, x.data, y, mean, invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), beta ?? new Float64Array(C));
+    return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
+  }
+  const s = yield* forwardTrain(lay.view, x.data, y, eps, gamma, beta);  // biased variance to normalize
+  if (rm && rv) {
+    // The running variance is unbiased (n / (n - 1)), as in PyTorch. Committed last: nothing throws after.
+    for (let c = 0; c < C; c++) {
+      rm[c] = (1 - momentum) * rm[c]! + momentum * s.mean[c]!;
+      rv[c] = (1 - momentum) * rv[c]! + momentum * (s.m2[c]! / (n - 1));
+    }
+  }
+  return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
+}
+
+/** torch.nn.functional.batch_norm. Updates runningMean/runningVar in place when training. */
+export function batchNorm(x: Tensor, options: BatchNormOptions): BatchNormResult {
+  return runSync(batchNormSteps(x, options));
+}
+
+export function batchNormAsync(x: Tensor, options: BatchNormOptions): Promise<BatchNormResult> {
+  return runAsync(batchNormSteps(x, options));
+}
+
+function checkBackward(dy: unknown, x: unknown, options: unknown) {
+  const tdy = checkTensor(dy, 'dy'), tx = checkTensor(x, 'input');
+  const o = parseOptions<BatchNormBackwardOptions>('batchNormBackward', options, BACKWARD_SPEC);
+  checkSameTensor(tdy, tx);
+  const lay = layoutOf(tx, 'batchNormBackward', o.channelsLast ?? false);
+  const C = lay.channels;
+  if (o.saveMean === undefined) throw invalidType('batchNormBackward option "saveMean"', 'a Float64Array', undefined);
+  if (o.saveInvstd === undefined) throw invalidType('batchNormBackward option "saveInvstd"', 'a Float64Array', undefined);
+  const mean = checkSavedStat(o.saveMean, 'saveMean', C), invstd = checkSavedStat(o.saveInvstd, 'saveInvstd', C);
+  const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtypeOf(tx.data));
+  const dx = outputArray(o.out, 'out', tx);
+  if (o.training && !isEmpty(tx) && lay.perChannel < 2) {
+    throw invalidRange('the input of a training batchNormBackward', 'more than 1 value per channel', `shape ${formatShape(tx.shape)}`);
+  }
+  return { dy: tdy, x: tx, training: o.training ?? true, lay, mean, invstd, weight, dx };
+}
+
+export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: BatchNormBackwardOptions):
+  Steps<BatchNormBackwardResult> {
+  const { dy, x, training, lay, mean, invstd, weight, dx } = checkBackward(dyIn, xIn, options);
+  const C = lay.channels, n = lay.perChannel;
+  if (isEmpty(x)) return { dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, new Float64Array(C)), dbias: asDtype(x.data, new Float64Array(C)) };
+  const gamma = weight ? Float64Array.from(weight) : null;
+  let sums: GradSums;
+  if (training) {
+    sums = yield* backwardTrain(lay.view, dy.data, x.data, dx, mean, invstd, gamma);
+  } else {
+    // eval: dx = dy * w * invstd; the sums still give dweight and dbias.
+    sums = yield* gradSums(lay.view, dy.data, x.data, mean);
+    yield* applyGrad(lay.view, dy.data, x.data, dx, mean, { a: invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), b: null, c: null });
+  }
+  return { dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, sums.sumDyXmu.map((v, c) => v * invstd[c]!)), dbias: asDtype(x.data, sums.sumDy) };
+}
+
+/** The gradient of batchNorm: dx, and dweight / dbias (returned, not accumulated). */
+export function batchNormBackward(dy: Tensor, x: Tensor, options: BatchNormBackwardOptions): BatchNormBackwardResult {
+  return runSync(batchNormBackwardSteps(dy, x, options));
+}
+
+export function batchNormBackwardAsync(dy: Tensor, x: Tensor, options: BatchNormBackwardOptions):
+  Promise<BatchNormBackwardResult> {
+  return runAsync(batchNormBackwardSteps(dy, x, options));
+}

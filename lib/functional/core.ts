@@ -1,0 +1,100 @@
+// The math every layer of the family shares, over a View4 (see lib/geometry.ts): group statistics, the
+// normalize pass, and the backward's sums and coefficients. Layers differ only in the view and in how groups map
+// to affine parameters; the native kernels behind these steps are the same for all.
+import type { View4 } from '../geometry.js';
+import { viewArgs } from '../geometry.js';
+import { call, type Steps } from '../native-steps.js';
+import { getNumThreads } from '../runtime.js';
+import type { FloatArray } from '../tensor.js';
+
+export const geo = (v: View4) => viewArgs(v, getNumThreads());
+export const groupsOf = (v: View4) => v.P * v.B;
+export const groupSize = (v: View4) => v.A * v.K;
+
+export interface Moments { mean: Float64Array; m2: Float64Array }
+
+/** Per-group mean and M2 = sum((x - mean)^2), from the native two-pass tiles + Chan merge. */
+export function* moments(v: View4, x: FloatArray): Steps<Moments> {
+  const mean = new Float64Array(groupsOf(v)), m2 = new Float64Array(groupsOf(v));
+  yield call('moments', ...geo(v), x, mean, m2);
+  return { mean, m2 };
+}
+
+/** 1 / sqrt(var + eps) with the BIASED variance m2 / n (what normalization uses). */
+export function invstdOf(m2: Float64Array, n: number, eps: number): Float64Array {
+  return m2.map((v) => 1 / Math.sqrt(v / n + eps));
+}
+
+/** y = (x - mean) * scale + shift per group; w, b: optional per-position params (LayerNorm, RMSNorm). */
+export function* normalize(v: View4, x: FloatArray, y: FloatArray, mean: Float64Array, scale: Float64Array,
+  shift: Float64Array, w: FloatArray | null = null, b: FloatArray | null = null): Steps<void> {
+  yield call('normalize', ...geo(v), x, y, mean, scale, shift, w, b);
+}
+
+export interface GradSums { sumDy: Float64Array; sumDyXmu: Float64Array }
+
+/** Per group: sum(dy * w) and sum(dy * w * (x - mean)); w: optional per-position params. */
+export function* gradSums(v: View4, dy: FloatArray, x: FloatArray, mean: Float64Array, w: FloatArray | null = null): Steps<GradSums> {
+  const sumDy = new Float64Array(groupsOf(v)), sumDyXmu = new Float64Array(groupsOf(v));
+  yield call('backwardReduce', ...geo(v), dy, x, mean, sumDy, sumDyXmu, w);
+  return { sumDy, sumDyXmu };
+}
+
+/**
+ * dx through the batch statistics of groups of M elements, for y = (x - mean) * invstd * gamma + beta:
+ *   dx = a * dy + b * (x - mean) + c,  a = gamma * invstd,  b = -a * invstd^2 * sum(dy (x - mean)) / M,
+ *   c = -a * sum(dy) / M.
+ * `gamma(g)` is the scale of group g; `sums(g)` its (sumDy, sumDyXmu) (already weighted when gamma varies inside
+ * the group, as in GroupNorm and LayerNorm — then pass gamma = 1 and weight dy in the kernel).
+ */
+export function trainingCoefs(G: number, M: number, invstd: Float64Array, gamma: (g: number) => number,
+  sumDy: ArrayLike<number>, sumDyXmu: ArrayLike<number>): { a: Float64Array; b: Float64Array; c: Float64Array } {
+  const a = new Float64Array(G), b = new Float64Array(G), c = new Float64Array(G);
+  for (let g = 0; g < G; g++) {
+    const inv = invstd[g]!;
+    a[g] = gamma(g) * inv;
+    b[g] = -a[g]! * inv * inv * sumDyXmu[g]! / M;
+    c[g] = -a[g]! * sumDy[g]! / M;
+  }
+  return { a, b, c };
+}
+
+/** dx = a * (dy * w) + b * (x - mean) + c per group; b = c = null: dx = a * (dy * w). */
+export function* applyGrad(v: View4, dy: FloatArray, x: FloatArray, dx: FloatArray, mean: Float64Array,
+  coefs: { a: Float64Array; b: Float64Array | null; c: Float64Array | null }, w: FloatArray | null = null): Steps<void> {
+  yield call('backwardApply', ...geo(v), dy, x, dx, mean, coefs.a, coefs.b, coefs.c, w);
+}
+
+/** Gradients of per-position params: dw[k] = sum dy * (x - mean) * invstd, db[k] = sum dy (over groups). */
+export function* positionGrads(v: View4, dy: FloatArray, x: FloatArray, mean: Float64Array | null,
+  invstd: Float64Array): Steps<{ dw: Float64Array; db: Float64Array }> {
+  const dw = new Float64Array(v.K), db = new Float64Array(v.K);
+  yield call('paramGrad', ...geo(v), dy, x, mean, invstd, dw, db);
+  return { dw, db };
+}
+
+export interface TrainStats { mean: Float64Array; m2: Float64Array; invstd: Float64Array }
+
+/**
+ * The whole training forward of a layer with one scale per group (BatchNorm, InstanceNorm): statistics, then
+ * y = (x - mean) * invstd * gamma + beta — fused per group in the kernel where a group stays cache-resident.
+ */
+export function* forwardTrain(v: View4, x: FloatArray, y: FloatArray, eps: number, gamma: Float64Array | null,
+  beta: Float64Array | null): Steps<TrainStats> {
+  const G = groupsOf(v), mean = new Float64Array(G), m2 = new Float64Array(G), invstd = new Float64Array(G);
+  yield call('forwardTrain', ...geo(v), x, y, eps, gamma, beta, mean, m2, invstd);
+  return { mean, m2, invstd };
+}
+
+/** The whole training backward of such a layer: dx through the batch statistics, and the per-group sums. */
+export function* backwardTrain(v: View4, dy: FloatArray, x: FloatArray, dx: FloatArray, mean: Float64Array,
+  invstd: Float64Array, gamma: Float64Array | null): Steps<GradSums> {
+  const sumDy = new Float64Array(groupsOf(v)), sumDyXmu = new Float64Array(groupsOf(v));
+  yield call('backwardTrain', ...geo(v), dy, x, dx, mean, invstd, gamma, sumDy, sumDyXmu);
+  return { sumDy, sumDyXmu };
+}
+
+/** A float array of `like`'s dtype holding `values`. */
+export function asDtype(like: FloatArray, values: ArrayLike<number>): FloatArray {
+  return like instanceof Float32Array ? Float32Array.from(values) : Float64Array.from(values);
+}

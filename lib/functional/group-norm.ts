@@ -1,0 +1,113 @@
+// Group normalization (torch.nn.functional.group_norm): per sample, statistics over each group of C/G channels
+// and all spatial positions; affine per channel. Statistics run on the group view; normalize and backward run on
+// the channel view with the group's statistics expanded to its channels (see geometry.ts groupNormViews).
+import { formatShape, invalidType } from '../errors.js';
+import { groupNormViews } from '../geometry.js';
+import { runAsync, runSync, type Steps } from '../native-steps.js';
+import { checkPositiveInt, checks, parseOptions, type OptionSpec } from '../options.js';
+import type { FloatArray, Tensor } from '../tensor.js';
+import { checkTensor, dtypeOf, numel } from '../tensor.js';
+import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
+import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, trainingCoefs } from './core.js';
+
+export interface GroupNormOptions {
+  weight?: FloatArray | null; bias?: FloatArray | null; eps?: number; channelsLast?: boolean; out?: FloatArray;
+}
+export interface GroupNormResult { y: Tensor; /** (N * G) */ saveMean: Float64Array; saveInvstd: Float64Array }
+export interface GroupNormBackwardOptions {
+  weight?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; channelsLast?: boolean; out?: FloatArray;
+}
+export interface GroupNormBackwardResult { dx: Tensor; dweight: FloatArray; dbias: FloatArray }
+
+const SPEC: OptionSpec<GroupNormOptions> = {
+  weight: { default: null, check: checks.floatArrayOrNull },
+  bias: { default: null, check: checks.floatArrayOrNull },
+  eps: { default: 1e-5, check: checks.nonNegative },
+  channelsLast: { default: false, check: checks.boolean },
+  out: { default: undefined, check: checks.floatArray },
+};
+const BACKWARD_SPEC: OptionSpec<GroupNormBackwardOptions> = {
+  weight: { default: null, check: checks.floatArrayOrNull },
+  saveMean: { default: undefined as unknown as FloatArray, check: checks.floatArray },
+  saveInvstd: { default: undefined as unknown as FloatArray, check: checks.floatArray },
+  channelsLast: { default: false, check: checks.boolean },
+  out: { default: undefined, check: checks.floatArray },
+};
+
+function layout(x: Tensor, numGroups: unknown, channelsLast: boolean) {
+  const G = checkPositiveInt(numGroups, 'numGroups');
+  const rank = x.shape.length;
+  if (rank < 2) throw new RangeError(`groupNorm: expected at least 2D input (got ${rank}D input of shape ${formatShape(x.shape)})`);
+  const N = x.shape[0]!, C = x.shape[channelsLast ? rank - 1 : 1]!;
+  if (C % G !== 0) {
+    throw new RangeError(`Expected number of channels in input to be divisible by num_groups, but got input of shape ${formatShape(x.shape)} and num_groups=${G}`);
+  }
+  const S = channelsLast ? numel(x.shape.slice(1, rank - 1)) : numel(x.shape.slice(2));
+  // PyTorch's _verify_batch_size([N * C / G, G, *spatial]): one value per group of the whole batch is refused.
+  if (N * (C / G) * S === 1) {
+    throw new RangeError(`Expected more than 1 value per channel when training, got input size ${formatShape([N * C / G, G, ...(channelsLast ? x.shape.slice(1, rank - 1) : x.shape.slice(2))])}`);
+  }
+  return { G, N, C, S, M: (C / G) * S, views: groupNormViews(x.shape, G, channelsLast) };
+}
+
+/** A per-group array expanded to one entry per (sample, channel). */
+function expand(perGroup: ArrayLike<number>, N: number, C: number, G: number, f: (v: number, c: number) => number): Float64Array {
+  const out = new Float64Array(N * C), per = C / G;
+  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) out[n * C + c] = f(perGroup[n * G + Math.floor(c / per)]!, c);
+  return out;
+}
+
+export function* groupNormSteps(input: Tensor, numGroups: number, options?: GroupNormOptions): Steps<GroupNormResult> {
+  const o = parseOptions<GroupNormOptions>('groupNorm', options, SPEC);
+  const x = checkTensor(input, 'input');
+  const { G, N, C, M, views } = layout(x, numGroups, o.channelsLast!);
+  const dtype = dtypeOf(x.data);
+  const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtype);
+  const bias = o.bias == null ? null : checkChannelArray(o.bias, 'bias', C, dtype);
+  const y = outputArray(o.out, 'out', x);
+  if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(N * G), saveInvstd: new Float64Array(N * G) };
+  const { mean, m2 } = yield* moments(views.stats, x.data);
+  const invstd = invstdOf(m2, M, o.eps!);
+  yield* normalize(views.channel, x.data, y, expand(mean, N, C, G, (v) => v),
+    expand(invstd, N, C, G, (v, c) => v * (weight ? weight[c]! : 1)), expand(mean, N, C, G, (_, c) => (bias ? bias[c]! : 0)));
+  return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
+}
+
+export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: number, options: GroupNormBackwardOptions): Steps<GroupNormBackwardResult> {
+  const o = parseOptions<GroupNormBackwardOptions>('groupNormBackward', options, BACKWARD_SPEC);
+  const x = checkTensor(xIn, 'input'), dy = checkTensor(dyIn, 'dy');
+  checkSameTensor(dy, x);
+  const { G, N, C, M, views } = layout(x, numGroups, o.channelsLast!);
+  if (o.saveMean === undefined || o.saveInvstd === undefined) throw invalidType('groupNormBackward saveMean/saveInvstd', 'Float64Arrays', undefined);
+  const mean = checkSavedStat(o.saveMean, 'saveMean', N * G), invstd = checkSavedStat(o.saveInvstd, 'saveInvstd', N * G);
+  const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtypeOf(x.data));
+  const dx = outputArray(o.out, 'out', x);
+  const dweight = new Float64Array(C), dbias = new Float64Array(C);
+  const result = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, dweight), dbias: asDtype(x.data, dbias) });
+  if (isEmpty(x)) return result();
+  const w = (c: number) => (weight ? weight[c]! : 1), per = C / G;
+  const meanE = expand(mean, N, C, G, (v) => v);
+  const s = yield* gradSums(views.channel, dy.data, x.data, meanE);
+  // Per group: sum over its channels of w_c * sum(dy) and w_c * sum(dy (x - mean)) — the sums of dxhat.
+  const g1 = new Float64Array(N * G), g2 = new Float64Array(N * G);
+  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) {
+    const i = n * C + c, g = n * G + Math.floor(c / per);
+    g1[g]! += w(c) * s.sumDy[i]!; g2[g]! += w(c) * s.sumDyXmu[i]!;
+    dbias[c]! += s.sumDy[i]!; dweight[c]! += s.sumDyXmu[i]! * invstd[g]!;
+  }
+  const k = trainingCoefs(N * G, M, invstd, () => 1, g1, g2);
+  yield* applyGrad(views.channel, dy.data, x.data, dx, meanE, {
+    a: expand(k.a, N, C, G, (v, c) => v * w(c)), b: expand(k.b, N, C, G, (v) => v), c: expand(k.c, N, C, G, (v) => v),
+  });
+  return result();
+}
+
+export function groupNorm(x: Tensor, numGroups: number, options?: GroupNormOptions): GroupNormResult {
+  return runSync(groupNormSteps(x, numGroups, options));
+}
+export function groupNormBackward(dy: Tensor, x: Tensor, numGroups: number, options: GroupNormBackwardOptions): GroupNormBackwardResult {
+  return runSync(groupNormBackwardSteps(dy, x, numGroups, options));
+}
+export function groupNormAsync(x: Tensor, numGroups: number, options?: GroupNormOptions): Promise<GroupNormResult> {
+  return runAsync(groupNormSteps(x, numGroups, options));
+}

@@ -1,0 +1,118 @@
+// Instance normalization (torch.nn.functional.instance_norm): per sample and channel, over the spatial positions;
+// affine per channel. With running stats, PyTorch's update: the EMA of the per-instance statistics averaged over
+// the batch, with the unbiased variance.
+import { formatShape, invalidType } from '../errors.js';
+import { instanceNormView } from '../geometry.js';
+import { runAsync, runSync, type Steps } from '../native-steps.js';
+import { checks, parseOptions, type OptionSpec } from '../options.js';
+import type { FloatArray, Tensor } from '../tensor.js';
+import { checkTensor, dtypeOf } from '../tensor.js';
+import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
+import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, type GradSums } from './core.js';
+
+export interface InstanceNormOptions {
+  runningMean?: FloatArray | null; runningVar?: FloatArray | null; weight?: FloatArray | null; bias?: FloatArray | null;
+  /** true (default): normalize with each instance's statistics; false: with the running stats. */
+  useInputStats?: boolean; momentum?: number; eps?: number; out?: FloatArray;
+}
+export interface InstanceNormResult { y: Tensor; /** (N * C) */ saveMean: Float64Array; saveInvstd: Float64Array }
+export interface InstanceNormBackwardOptions {
+  weight?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; useInputStats?: boolean; out?: FloatArray;
+}
+export interface InstanceNormBackwardResult { dx: Tensor; dweight: FloatArray; dbias: FloatArray }
+
+const SPEC: OptionSpec<InstanceNormOptions> = {
+  runningMean: { default: null, check: checks.floatArrayOrNull },
+  runningVar: { default: null, check: checks.floatArrayOrNull },
+  weight: { default: null, check: checks.floatArrayOrNull },
+  bias: { default: null, check: checks.floatArrayOrNull },
+  useInputStats: { default: true, check: checks.boolean },
+  momentum: { default: 0.1, check: checks.finite },
+  eps: { default: 1e-5, check: checks.nonNegative },
+  out: { default: undefined, check: checks.floatArray },
+};
+const BACKWARD_SPEC: OptionSpec<InstanceNormBackwardOptions> = {
+  weight: { default: null, check: checks.floatArrayOrNull },
+  saveMean: { default: undefined as unknown as FloatArray, check: checks.floatArray },
+  saveInvstd: { default: undefined as unknown as FloatArray, check: checks.floatArray },
+  useInputStats: { default: true, check: checks.boolean },
+  out: { default: undefined, check: checks.floatArray },
+};
+
+function layout(x: Tensor) {
+  if (x.shape.length < 2) throw new RangeError(`instanceNorm: expected at least 2D input (N, C, ...) (got ${x.shape.length}D input of shape ${formatShape(x.shape)})`);
+  const view = instanceNormView(x.shape);
+  return { view, N: view.P, C: view.B, S: view.K };
+}
+
+export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions): Steps<InstanceNormResult> {
+  const o = parseOptions<InstanceNormOptions>('instanceNorm', options, SPEC);
+  const x = checkTensor(input, 'input');
+  const { view, N, C, S } = layout(x);
+  const dtype = dtypeOf(x.data);
+  const rm = o.runningMean == null ? null : checkChannelArray(o.runningMean, 'runningMean', C, dtype);
+  const rv = o.runningVar == null ? null : checkChannelArray(o.runningVar, 'runningVar', C, dtype);
+  if ((rm === null) !== (rv === null)) throw new TypeError('runningMean and runningVar must be given together');
+  if (!o.useInputStats && rm === null) throw new TypeError('Expected running_mean and running_var to be defined when use_input_stats is false');
+  const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtype);
+  const bias = o.bias == null ? null : checkChannelArray(o.bias, 'bias', C, dtype);
+  const y = outputArray(o.out, 'out', x);
+  if (o.useInputStats && !isEmpty(x) && S === 1) {
+    throw new RangeError(`Expected more than 1 spatial element when training, got input size ${formatShape(x.shape)}`);
+  }
+  const G = N * C;
+  if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(G), saveInvstd: new Float64Array(G) };
+  const gamma = weight ? new Float64Array(G).map((_, g) => weight[g % C]!) : null;
+  const beta = bias ? new Float64Array(G).map((_, g) => bias[g % C]!) : null;
+  if (!o.useInputStats) {
+    const mean = new Float64Array(G).map((_, g) => rm![g % C]!);
+    const invstd = new Float64Array(G).map((_, g) => 1 / Math.sqrt(rv![g % C]! + o.eps!));
+    yield* normalize(view, x.data, y, mean, invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), beta ?? new Float64Array(G));
+    return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
+  }
+  const s = yield* forwardTrain(view, x.data, y, o.eps!, gamma, beta);
+  if (rm && rv) {  // committed last: nothing throws after
+    const k = o.momentum!;
+    for (let c = 0; c < C; c++) {
+      let sm = 0, sv = 0;
+      for (let n = 0; n < N; n++) { sm += s.mean[n * C + c]!; sv += s.m2[n * C + c]! / (S - 1); }
+      rm[c] = (1 - k) * rm[c]! + k * (sm / N);
+      rv[c] = (1 - k) * rv[c]! + k * (sv / N);
+    }
+  }
+  return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
+}
+
+export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: InstanceNormBackwardOptions): Steps<InstanceNormBackwardResult> {
+  const o = parseOptions<InstanceNormBackwardOptions>('instanceNormBackward', options, BACKWARD_SPEC);
+  const x = checkTensor(xIn, 'input'), dy = checkTensor(dyIn, 'dy');
+  checkSameTensor(dy, x);
+  const { view, N, C, S } = layout(x);
+  if (o.saveMean === undefined || o.saveInvstd === undefined) throw invalidType('instanceNormBackward saveMean/saveInvstd', 'Float64Arrays', undefined);
+  const mean = checkSavedStat(o.saveMean, 'saveMean', N * C), invstd = checkSavedStat(o.saveInvstd, 'saveInvstd', N * C);
+  const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtypeOf(x.data));
+  const dx = outputArray(o.out, 'out', x);
+  const dweight = new Float64Array(C), dbias = new Float64Array(C);
+  const result = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, dweight), dbias: asDtype(x.data, dbias) });
+  if (isEmpty(x)) return result();
+  const gamma = weight ? new Float64Array(N * C).map((_, g) => weight[g % C]!) : null;
+  let s: GradSums;
+  if (o.useInputStats) {
+    s = yield* backwardTrain(view, dy.data, x.data, dx, mean, invstd, gamma);
+  } else {
+    s = yield* gradSums(view, dy.data, x.data, mean);
+    yield* applyGrad(view, dy.data, x.data, dx, mean, { a: invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), b: null, c: null });
+  }
+  for (let g = 0; g < N * C; g++) { dbias[g % C]! += s.sumDy[g]!; dweight[g % C]! += s.sumDyXmu[g]! * invstd[g]!; }
+  return result();
+}
+
+export function instanceNorm(x: Tensor, options?: InstanceNormOptions): InstanceNormResult {
+  return runSync(instanceNormSteps(x, options));
+}
+export function instanceNormBackward(dy: Tensor, x: Tensor, options: InstanceNormBackwardOptions): InstanceNormBackwardResult {
+  return runSync(instanceNormBackwardSteps(dy, x, options));
+}
+export function instanceNormAsync(x: Tensor, options?: InstanceNormOptions): Promise<InstanceNormResult> {
+  return runAsync(instanceNormSteps(x, options));
+}

@@ -1,0 +1,79 @@
+// BatchNorm1d/2d/3d: torch.nn.modules.batchnorm, bookkeeping only. The math is functional/batch-norm.ts.
+// As in PyTorch, the three classes differ only in the input ranks they accept.
+import * as F from '../functional/batch-norm.js';
+import type { Steps } from '../native-steps.js';
+import { checks, type OptionSpec } from '../options.js';
+import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
+import { accumulateGrad } from './module.js';
+import { NormBase, type NormBaseOptions } from './norm-base.js';
+
+export type BatchNormModuleOptions = NormBaseOptions;
+
+const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
+  eps: { default: 1e-5, check: checks.nonNegative },
+  momentum: { default: 0.1, check: checks.momentum },
+  affine: { default: true, check: checks.boolean },
+  trackRunningStats: { default: true, check: checks.boolean },
+  channelsLast: { default: false, check: checks.boolean },
+  dtype: { default: 'float32', check: checks.dtype },
+});
+
+interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; training: boolean }
+
+export abstract class BatchNormBase extends NormBase {
+  private saved: Saved | null = null;
+  /** The input ranks this class accepts, e.g. [4] for BatchNorm2d. */
+  protected abstract readonly ranks: readonly number[];
+
+  constructor(numFeatures: number, options?: BatchNormModuleOptions) {
+    super(numFeatures, options, DEFAULTS, new.target.name);
+  }
+
+  protected *forwardSteps(input: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+    const x = this.checkRankAndDtype(input, this.ranks);
+    this.checkChannels(x, this.channelsLast ? x.shape.length - 1 : 1);
+    this.checkOutAlias(out, x);
+    // PyTorch's _BatchNorm.forward: the momentum factor and whether batch statistics are used.
+    const track = this.training && this.trackRunningStats && x.data.length > 0;
+    const n = this.numBatchesTracked + (track ? 1 : 0);
+    const factor = this.momentum === null ? (track ? 1 / n : 0) : this.momentum;
+    const bnTraining = this.training || this.runningMean === null;
+    const r = yield* F.batchNormSteps(x, {
+      runningMean: this.runningMean, runningVar: this.runningVar, weight: this.weight?.data ?? null,
+      bias: this.bias?.data ?? null, training: bnTraining, momentum: factor, eps: this.eps,
+      channelsLast: this.channelsLast, out,
+    });
+    this.numBatchesTracked = n;  // committed last: a throw above changed nothing
+    this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, training: bnTraining };
+    return r.y;
+  }
+
+  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+    const saved = this.saved;
+    if (!saved) throw this.noForward();
+    const r = yield* F.batchNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, {
+      weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd,
+      training: saved.training, channelsLast: this.channelsLast, out,
+    });
+    if (this.weight && this.bias) {
+      accumulateGrad(this.weight, r.dweight);
+      accumulateGrad(this.bias, r.dbias);
+    }
+    return r.dx;
+  }
+}
+
+/** Batch norm over (N, C) or (N, C, L) input (channels last: (N, L, C)). */
+export class BatchNorm1d extends BatchNormBase {
+  protected readonly ranks = [2, 3] as const;
+}
+
+/** Batch norm over (N, C, H, W) input (channels last: (N, H, W, C)). */
+export class BatchNorm2d extends BatchNormBase {
+  protected readonly ranks = [4] as const;
+}
+
+/** Batch norm over (N, C, D, H, W) input (channels last: (N, D, H, W, C)). */
+export class BatchNorm3d extends BatchNormBase {
+  protected readonly ranks = [5] as const;
+}

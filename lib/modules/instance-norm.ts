@@ -1,0 +1,82 @@
+// InstanceNorm1d/2d/3d: torch.nn.modules.instancenorm, bookkeeping only (math: functional/instance-norm.ts).
+// Defaults differ from BatchNorm (affine and running stats off); unbatched input (no N axis) is accepted.
+import { formatShape } from '../errors.js';
+import * as F from '../functional/instance-norm.js';
+import type { Steps } from '../native-steps.js';
+import { checks, type OptionSpec } from '../options.js';
+import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
+import { accumulateGrad } from './module.js';
+import { NormBase, type NormBaseOptions } from './norm-base.js';
+
+export type InstanceNormModuleOptions = Omit<NormBaseOptions, 'channelsLast' | 'momentum'> & { momentum?: number };
+
+const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
+  eps: { default: 1e-5, check: checks.nonNegative },
+  momentum: { default: 0.1, check: checks.finite },
+  affine: { default: false, check: checks.boolean },
+  trackRunningStats: { default: false, check: checks.boolean },
+  dtype: { default: 'float32', check: checks.dtype },
+}) as OptionSpec<NormBaseOptions>;
+
+interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; useInputStats: boolean }
+
+export abstract class InstanceNormBase extends NormBase {
+  private saved: Saved | null = null;
+  /** Rank of a batched input (N, C, *spatial); one less is an unbatched input. */
+  protected abstract readonly batchedRank: number;
+
+  constructor(numFeatures: number, options?: InstanceNormModuleOptions) {
+    super(numFeatures, options, DEFAULTS, new.target.name);
+  }
+
+  /** The input seen as batched: an unbatched (C, *) input gets N = 1 (PyTorch's _handle_no_batch_input). */
+  private batched(input: Tensor): Tensor {
+    const x = this.checkRankAndDtype(input, [this.batchedRank - 1, this.batchedRank]);
+    const b = x.shape.length === this.batchedRank ? x : { data: x.data, shape: [1, ...x.shape] };
+    if (b.shape[1] !== this.numFeatures && (this.affine || this.trackRunningStats)) {
+      throw new RangeError(`${this.layerName}: expected input's size at dim=${x.shape.length - this.batchedRank + 1} to match ` +
+        `num_features (${this.numFeatures}), but got: ${b.shape[1]} (input shape ${formatShape(x.shape)})`);
+    }
+    return b;
+  }
+
+  protected *forwardSteps(input: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+    const x = this.batched(input);
+    this.checkOutAlias(out, x);
+    const useInputStats = this.training || !this.trackRunningStats;
+    const r = yield* F.instanceNormSteps(x, {
+      runningMean: this.runningMean, runningVar: this.runningVar, weight: this.weight?.data ?? null,
+      bias: this.bias?.data ?? null, useInputStats, momentum: this.momentum!, eps: this.eps, out,
+    });
+    this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, useInputStats };
+    return { data: r.y.data, shape: input.shape };
+  }
+
+  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+    const saved = this.saved;
+    if (!saved) throw this.noForward();
+    const d = checkTensor(dy, 'dy');
+    const r = yield* F.instanceNormBackwardSteps(d.shape.length === saved.x.shape.length - 1 ? { data: d.data, shape: [1, ...d.shape] } : d,
+      saved.x, { weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, useInputStats: saved.useInputStats, out });
+    if (this.weight && this.bias) {
+      accumulateGrad(this.weight, r.dweight);
+      accumulateGrad(this.bias, r.dbias);
+    }
+    return { data: r.dx.data, shape: d.shape };
+  }
+}
+
+/** Instance norm over (N, C, L) or unbatched (C, L) input. */
+export class InstanceNorm1d extends InstanceNormBase {
+  protected readonly batchedRank = 3;
+}
+
+/** Instance norm over (N, C, H, W) or unbatched (C, H, W) input. */
+export class InstanceNorm2d extends InstanceNormBase {
+  protected readonly batchedRank = 4;
+}
+
+/** Instance norm over (N, C, D, H, W) or unbatched (C, D, H, W) input. */
+export class InstanceNorm3d extends InstanceNormBase {
+  protected readonly batchedRank = 5;
+}

@@ -1,0 +1,343 @@
+// node-addon-api glue: convert, re-check what could corrupt memory, call the kernel table, map errors.
+// Argument checks that users see live in lib/ (TypeScript); a failure here means lib/ let something through,
+// so it throws "normkit internal: ..." — it never crashes and never writes out of bounds.
+//
+// Every op is parsed on the main thread into a Job (raw pointers + sizes). A sync call runs it at once; an async
+// call pins the typed arrays it points into (references, not copies, as classic-level does) and runs it on the
+// libuv pool. A process-wide mutex lets one kernel run at a time: each already uses every thread it was given, so
+// concurrent calls would only oversubscribe the cores.
+#include <napi.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+
+namespace normkit {
+namespace {
+
+std::mutex& kernel_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Scratch for the kernels (partials, per-group coefficients): one arena per calling thread (the main thread, or a
+// libuv pool thread), grown when needed and never freed or cleared, so a call allocates nothing and takes no page
+// faults once warm (pytorch#52011: fresh large buffers cost more in page faults than the kernel itself).
+double* scratch_arena(int64_t doubles) {
+  thread_local std::unique_ptr<double[]> arena;
+  thread_local int64_t capacity = 0;
+  if (doubles > capacity) {
+    arena.reset(new double[static_cast<size_t>(doubles)]);
+    capacity = doubles;
+  }
+  return arena.get();
+}
+
+struct Job {
+  std::function<void(double* scratch)> run;
+  int64_t scratch_doubles = 0;
+  bool param_grad = false;
+  std::vector<Napi::Value> arrays;  // typed arrays the job reads or writes: pinned while it runs async
+  void operator()() {
+    double* scratch = scratch_arena(scratch_doubles);
+    std::lock_guard<std::mutex> lock(kernel_mutex());
+    run(scratch);
+  }
+};
+
+[[noreturn]] void internal(Napi::Env env, const std::string& what) {
+  throw Napi::Error::New(env, "normkit internal: " + what);
+}
+
+enum class DType { f32, f64 };
+
+struct View {
+  DType dtype;
+  void* data;
+  int64_t length;
+};
+
+View typed_view(const Napi::CallbackInfo& info, size_t i, const char* name, Job& job) {
+  Napi::Env env = info.Env();
+  napi_value v = info[i];
+  bool is_ta = false;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) internal(env, std::string(name) + " is not a typed array");
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok)
+    internal(env, std::string("cannot read ") + name);
+  if (type != napi_float32_array && type != napi_float64_array) internal(env, std::string(name) + " is not float32/float64");
+  if (length > 0 && data == nullptr) internal(env, std::string(name) + " has no backing store");
+  job.arrays.push_back(info[i]);
+  return View{type == napi_float32_array ? DType::f32 : DType::f64, data, static_cast<int64_t>(length)};
+}
+
+// A typed array of the given dtype with at least `need` elements.
+void* typed(const Napi::CallbackInfo& info, size_t i, const char* name, DType dtype, int64_t need, Job& job) {
+  const View v = typed_view(info, i, name, job);
+  if (v.dtype != dtype) internal(info.Env(), std::string(name) + " has the wrong dtype");
+  if (v.length < need) internal(info.Env(), std::string(name) + " is too short");
+  return v.data;
+}
+
+const double* optional_f64(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t need, Job& job) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return static_cast<const double*>(typed(info, i, name, DType::f64, need, job));
+}
+
+// (P, A, B, K, threads) at info[0..4]: non-negative integers whose product is exact in a double.
+Shape4 shape_arg(const Napi::CallbackInfo& info, int* threads) {
+  Napi::Env env = info.Env();
+  double d[5];
+  for (size_t i = 0; i < 5; ++i) {
+    if (!info[i].IsNumber()) internal(env, "geometry is not numeric");
+    d[i] = info[i].As<Napi::Number>().DoubleValue();
+    if (!(d[i] >= 0) || d[i] != std::floor(d[i]) || d[i] > 9007199254740991.0) internal(env, "bad geometry");
+  }
+  if (d[0] * d[1] * d[2] * d[3] > 9007199254740991.0) internal(env, "geometry too large");
+  *threads = d[4] < 1 ? 1 : d[4] > 1024 ? 1024 : static_cast<int>(d[4]);
+  return Shape4{static_cast<int64_t>(d[0]), static_cast<int64_t>(d[1]), static_cast<int64_t>(d[2]),
+                static_cast<int64_t>(d[3])};
+}
+
+int64_t numel(Shape4 g) { return g.P * g.A * g.B * g.K; }
+int64_t groups(Shape4 g) { return g.P * g.B; }
+
+template <typename T>
+const KernelsOf<T>& table();
+template <>
+const KernelsOf<float>& table<float>() { return kernels().f32; }
+template <>
+const KernelsOf<double>& table<double>() { return kernels().f64; }
+
+// moments(P, A, B, K, threads, x, mean, m2)
+template <typename T>
+void moments_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
+  auto* mean = static_cast<double*>(typed(info, 6, "mean", DType::f64, groups(g), job));
+  auto* m2 = static_cast<double*>(typed(info, 7, "m2", DType::f64, groups(g), job));
+  job.run = [=](double* s) { table<T>().moments(x, g, mean, m2, s, nt); };
+}
+
+// Optional per-position parameters (length K) at info[i]: only for views whose runs are whole groups (A == 1).
+template <typename T>
+const T* position_param(const Napi::CallbackInfo& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  if (g.A != 1) internal(info.Env(), std::string(name) + ": position parameters need A == 1");
+  return static_cast<const T*>(typed(info, i, name, dt, g.K, job));
+}
+
+// normalize(P, A, B, K, threads, x, y, mean, scale, shift, w | null, b | null)
+template <typename T>
+void normalize_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
+  auto* y = static_cast<T*>(typed(info, 6, "y", dt, numel(g), job));
+  auto* mean = static_cast<const double*>(typed(info, 7, "mean", DType::f64, groups(g), job));
+  auto* scale = static_cast<const double*>(typed(info, 8, "scale", DType::f64, groups(g), job));
+  auto* shift = static_cast<const double*>(typed(info, 9, "shift", DType::f64, groups(g), job));
+  const T* w = position_param<T>(info, 10, "w", g, dt, job);
+  const T* b = position_param<T>(info, 11, "b", g, dt, job);
+  job.run = [=](double* s) { table<T>().normalize(x, y, g, mean, scale, shift, w, b, s, nt); };
+}
+
+// backwardReduce(P, A, B, K, threads, dy, x, mean, sumDy, sumDyXmu, w | null)
+template <typename T>
+void backward_reduce_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
+  auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
+  auto* mean = static_cast<const double*>(typed(info, 7, "mean", DType::f64, groups(g), job));
+  auto* sum_dy = static_cast<double*>(typed(info, 8, "sumDy", DType::f64, groups(g), job));
+  auto* sum_dyx = static_cast<double*>(typed(info, 9, "sumDyXmu", DType::f64, groups(g), job));
+  const T* w = position_param<T>(info, 10, "w", g, dt, job);
+  job.run = [=](double* s) { table<T>().backward_reduce(dy, x, g, mean, w, sum_dy, sum_dyx, s, nt); };
+}
+
+// backwardApply(P, A, B, K, threads, dy, x, dx, mean, a, b | null, c | null, w | null)
+template <typename T>
+void backward_apply_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
+  auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
+  auto* dx = static_cast<T*>(typed(info, 7, "dx", dt, numel(g), job));
+  auto* mean = static_cast<const double*>(typed(info, 8, "mean", DType::f64, groups(g), job));
+  auto* a = static_cast<const double*>(typed(info, 9, "a", DType::f64, groups(g), job));
+  const double* b = optional_f64(info, 10, "b", groups(g), job);
+  const double* c = optional_f64(info, 11, "c", groups(g), job);
+  if ((b == nullptr) != (c == nullptr)) internal(info.Env(), "b and c go together");
+  const T* w = position_param<T>(info, 12, "w", g, dt, job);
+  job.run = [=](double* s) { table<T>().backward_apply(dy, x, dx, g, mean, a, b, c, w, s, nt); };
+}
+
+// paramGrad(P, A, B, K, threads, dy, x, mean | null, invstd, dw, db): A == 1 views only.
+template <typename T>
+void param_grad_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  if (g.A != 1) internal(info.Env(), "paramGrad needs A == 1");
+  job.param_grad = true;
+  auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
+  auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
+  const double* mean = optional_f64(info, 7, "mean", groups(g), job);
+  auto* invstd = static_cast<const double*>(typed(info, 8, "invstd", DType::f64, groups(g), job));
+  auto* dw = static_cast<double*>(typed(info, 9, "dw", DType::f64, g.K, job));
+  auto* db = static_cast<double*>(typed(info, 10, "db", DType::f64, g.K, job));
+  job.run = [=](double* s) { table<T>().param_grad(dy, x, g, mean, invstd, dw, db, s, nt); };
+}
+
+// forwardTrain(P, A, B, K, threads, x, y, eps, gamma | null, beta | null, mean, m2, invstd)
+template <typename T>
+void forward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
+  auto* y = static_cast<T*>(typed(info, 6, "y", dt, numel(g), job));
+  if (!info[7].IsNumber()) internal(info.Env(), "eps is not a number");
+  const double eps = info[7].As<Napi::Number>().DoubleValue();
+  const double* gamma = optional_f64(info, 8, "gamma", groups(g), job);
+  const double* beta = optional_f64(info, 9, "beta", groups(g), job);
+  auto* mean = static_cast<double*>(typed(info, 10, "mean", DType::f64, groups(g), job));
+  auto* m2 = static_cast<double*>(typed(info, 11, "m2", DType::f64, groups(g), job));
+  auto* invstd = static_cast<double*>(typed(info, 12, "invstd", DType::f64, groups(g), job));
+  job.run = [=](double* s) { table<T>().forward_train(x, y, g, eps, gamma, beta, mean, m2, invstd, s, nt); };
+}
+
+// backwardTrain(P, A, B, K, threads, dy, x, dx, mean, invstd, gamma | null, sumDy, sumDyXmu)
+template <typename T>
+void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
+  auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
+  auto* dx = static_cast<T*>(typed(info, 7, "dx", dt, numel(g), job));
+  auto* mean = static_cast<const double*>(typed(info, 8, "mean", DType::f64, groups(g), job));
+  auto* invstd = static_cast<const double*>(typed(info, 9, "invstd", DType::f64, groups(g), job));
+  const double* gamma = optional_f64(info, 10, "gamma", groups(g), job);
+  auto* sum_dy = static_cast<double*>(typed(info, 11, "sumDy", DType::f64, groups(g), job));
+  auto* sum_dyx = static_cast<double*>(typed(info, 12, "sumDyXmu", DType::f64, groups(g), job));
+  job.run = [=](double* s) { table<T>().backward_train(dy, x, dx, g, mean, invstd, gamma, sum_dy, sum_dyx, s, nt); };
+}
+
+using JobBuilder = void (*)(const Napi::CallbackInfo&, Shape4, int, DType, Job&);
+
+// The dtype of the op is the dtype of its first tensor argument (info[5]); one switch, here.
+template <JobBuilder F32, JobBuilder F64>
+Job parse(const Napi::CallbackInfo& info) {
+  int nt = 1;
+  const Shape4 g = shape_arg(info, &nt);
+  Job job;
+  const DType dt = typed_view(info, 5, "tensor", job).dtype;
+  job.arrays.clear();
+  (dt == DType::f32 ? F32 : F64)(info, g, nt, dt, job);
+  if (numel(g) == 0) job.run = [](double*) {};  // nothing to do; lib/ handles empty batches
+  else job.scratch_doubles = kernels().scratch_doubles(g, job.param_grad);
+  return job;
+}
+
+class JobWorker final : public Napi::AsyncWorker {
+ public:
+  JobWorker(Napi::Env env, Job job)
+      : Napi::AsyncWorker(env, "normkit"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
+    // Instead of copying the memory, hold references so it stays valid until the promise settles.
+    for (auto& v : job_.arrays) pinned_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    job_.arrays.clear();
+  }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { job_(); }  // libuv pool: no Napi calls here
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Job job_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> pinned_;
+};
+
+template <Job (*Parse)(const Napi::CallbackInfo&)>
+Napi::Value run_sync(const Napi::CallbackInfo& info) {
+  Job job = Parse(info);
+  job();
+  return info.Env().Undefined();
+}
+
+template <Job (*Parse)(const Napi::CallbackInfo&)>
+Napi::Value run_async(const Napi::CallbackInfo& info) {
+  auto* worker = new JobWorker(info.Env(), Parse(info));  // deletes itself after OnOK/OnError
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// copy(src, dst, threads): memcpy split over threads — the memory roofline the benchmarks compare against.
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Job job;
+  const View src = typed_view(info, 0, "src", job), dst = typed_view(info, 1, "dst", job);
+  const size_t width = src.dtype == DType::f32 ? 4 : 8;
+  if (src.dtype != dst.dtype || src.length != dst.length) internal(info.Env(), "copy: arrays differ");
+  const int nt = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 1;
+  const size_t bytes = static_cast<size_t>(src.length) * width;
+  const auto* s = static_cast<const char*>(src.data);
+  auto* d = static_cast<char*>(dst.data);
+  const int threads = nt < 1 ? 1 : nt;
+  const size_t chunk = ((bytes + threads - 1) / threads + 63) / 64 * 64;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int t = 0; t < threads; ++t) {
+    const size_t begin = static_cast<size_t>(t) * chunk;
+    if (begin < bytes) std::memcpy(d + begin, s + begin, (bytes - begin < chunk ? bytes - begin : chunk));
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("isa", kernels().isa);
+  int count = 0;
+  const char* const* names = supported_isas(&count);
+  Napi::Array isas = Napi::Array::New(env, count);
+  for (int i = 0; i < count; ++i) isas.Set(i, names[i]);
+  o.Set("supportedIsas", isas);
+  o.Set("openmp", true);
+  o.Set("maxThreads", omp_get_max_threads());
+  o.Set("processors", omp_get_num_procs());
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("moments", Napi::Function::New(env, run_sync<parse<moments_job<float>, moments_job<double>>>));
+  exports.Set("momentsAsync", Napi::Function::New(env, run_async<parse<moments_job<float>, moments_job<double>>>));
+  exports.Set("normalize", Napi::Function::New(env, run_sync<parse<normalize_job<float>, normalize_job<double>>>));
+  exports.Set("normalizeAsync",
+              Napi::Function::New(env, run_async<parse<normalize_job<float>, normalize_job<double>>>));
+  exports.Set("backwardReduce",
+              Napi::Function::New(env, run_sync<parse<backward_reduce_job<float>, backward_reduce_job<double>>>));
+  exports.Set("backwardReduceAsync",
+              Napi::Function::New(env, run_async<parse<backward_reduce_job<float>, backward_reduce_job<double>>>));
+  exports.Set("backwardApply",
+              Napi::Function::New(env, run_sync<parse<backward_apply_job<float>, backward_apply_job<double>>>));
+  exports.Set("backwardApplyAsync",
+              Napi::Function::New(env, run_async<parse<backward_apply_job<float>, backward_apply_job<double>>>));
+  exports.Set("paramGrad", Napi::Function::New(env, run_sync<parse<param_grad_job<float>, param_grad_job<double>>>));
+  exports.Set("paramGradAsync",
+              Napi::Function::New(env, run_async<parse<param_grad_job<float>, param_grad_job<double>>>));
+  exports.Set("forwardTrain",
+              Napi::Function::New(env, run_sync<parse<forward_train_job<float>, forward_train_job<double>>>));
+  exports.Set("forwardTrainAsync",
+              Napi::Function::New(env, run_async<parse<forward_train_job<float>, forward_train_job<double>>>));
+  exports.Set("backwardTrain",
+              Napi::Function::New(env, run_sync<parse<backward_train_job<float>, backward_train_job<double>>>));
+  exports.Set("backwardTrainAsync",
+              Napi::Function::New(env, run_async<parse<backward_train_job<float>, backward_train_job<double>>>));
+  exports.Set("copy", Napi::Function::New(env, Copy));
+  exports.Set("info", Napi::Function::New(env, Info));
+  return exports;
+}
+
+}  // namespace
+}  // namespace normkit
+
+static Napi::Object InitNormkit(Napi::Env env, Napi::Object exports) { return normkit::Init(env, exports); }
+NODE_API_MODULE(normkit, InitNormkit)

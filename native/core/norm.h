@@ -1,0 +1,393 @@
+// The whole kernel core: statistics, normalize, and the two halves of the backward, over any Geometry.
+// Included inside an ISA namespace by isa/kernels.cpp; instantiated for float and double there.
+//
+// Every kernel is noexcept and trusts its arguments: lib/ (TypeScript) validated the user's input and the addon
+// glue re-checked every byte length against the geometry before calling.
+//
+// Precision: reductions accumulate in double (acc type of float and double alike). Elementwise outputs are
+// computed in T as ((x - mean_hi) - mean_lo) * scale + shift, where mean_hi + mean_lo is the double mean split
+// into two T values: x - mean_hi is exact when x is near the mean (Sterbenz), so a channel with |mean| >> std
+// keeps the digits that a float mean would round away. Never x * a + b: that folded form cancels in float.
+#pragma once
+
+// Scratch (doubles) the kernels need for this geometry; the caller provides it. param_grad's column partials
+// are counted only when asked for: they can be megabytes, and the other kernels need a few doubles per tile.
+inline int64_t scratch_doubles(const Geometry& g, bool param_grad) {
+  const Plan pl = make_plan(g);
+  const int64_t kernels = 5 * pl.partials + 5 * g.groups();
+  const int64_t columns = param_grad ? 2 * param_grad_blocks(g) * g.K : 0;
+  return kernels > columns ? kernels : columns;
+}
+
+// Per-group coefficients converted once to T: (mean_hi, mean_lo, s, t), for y = ((x - hi) - lo) * s + t.
+template <typename T>
+struct GroupCoefs {
+  T* hi; T* lo; T* s; T* t;
+};
+
+// The double mean as hi + lo in T (lo = 0 for double).
+template <typename T>
+inline void split_mean(double m, T& hi, T& lo) {
+  hi = static_cast<T>(m);
+  lo = static_cast<T>(m - static_cast<double>(hi));
+}
+
+template <typename T>
+inline GroupCoefs<T> make_coefs(const Geometry& g, const double* mean, const double* s, const double* t,
+                                double* scratch) {
+  const int64_t G = g.groups();
+  T* base = reinterpret_cast<T*>(scratch);  // double-aligned storage is aligned for T too
+  GroupCoefs<T> c{base, base + G, base + 2 * G, base + 3 * G};
+  for (int64_t i = 0; i < G; ++i) split_mean(mean ? mean[i] : 0.0, c.hi[i], c.lo[i]);
+  for (int64_t i = 0; i < G; ++i) c.s[i] = s ? static_cast<T>(s[i]) : T(0), c.t[i] = t ? static_cast<T>(t[i]) : T(0);
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Statistics: mean and M2 = sum((x - mean)^2) of every group.
+// ---------------------------------------------------------------------------------------------------------------
+
+// Moments of one tile of one group: two passes over the (cache-resident) tile.
+template <typename T>
+inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t group, int64_t tile, double& n_out,
+                         double& mean_out, double& m2_out) {
+  const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
+  double s = 0, ss = 0;
+  for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { s += sum_run(x + off, len); });
+  const double n = static_cast<double>(end - begin), mean = n > 0 ? s / n : 0.0;
+  // The second pass reads the tile from L1 and leaves DRAM idle: ask for the next tile meanwhile.
+  for_each_run(g, group, end, min_i64(g.group_size(), end + pl.tile_elems), [&](int64_t off, int64_t len, int64_t) {
+    for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
+  });
+  for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { ss += centered_squares_run(x + off, len, mean); });
+  n_out = n; mean_out = mean; m2_out = ss;
+}
+
+template <typename T>
+void moments_group_walk(const T* x, const Geometry& g, const Plan& pl, double* pn, double* pmean, double* pm2,
+                        int threads) {
+  parallel_for(pl.tasks, threads, [&](int64_t task) {
+    tile_moments(x, g, pl, task / pl.tiles, task % pl.tiles, pn[task], pmean[task], pm2[task]);
+  });
+}
+
+// Calls f(offset of row a) for the rows [a0, a1) of p. (Blocking rows to keep the per-column accumulators in
+// registers was tried: it measured slower on DRAM-sized tensors here, 2.1-2.2x instead of 1.7-1.9x a copy.)
+template <typename F>
+inline void for_rows(const Geometry& g, int64_t p, int64_t a0, int64_t a1, F&& f) {
+  const int64_t row = g.B * g.K;
+  for (int64_t a = a0; a < a1; ++a) f((p * g.A + a) * row);
+}
+
+// One sub-tile of rows [a0, a1) of p: per-group sums into sum[B], then centered squares into ss[B].
+template <typename T>
+inline void row_subtile_moments(const T* x, const Geometry& g, int64_t p, int64_t a0, int64_t a1, double* sum,
+                                double* ss) {
+  const int64_t B = g.B, K = g.K;
+  const double n = static_cast<double>((a1 - a0) * K);
+  for (int64_t b = 0; b < B; ++b) sum[b] = 0, ss[b] = 0;
+  for_rows(g, p, a0, a1, [&](int64_t off) {
+    const T* r = x + off;
+    if (K == 1) {
+#pragma omp simd
+      for (int64_t b = 0; b < B; ++b) sum[b] += static_cast<double>(r[b]);
+    } else {
+      for (int64_t b = 0; b < B; ++b) sum[b] += sum_run(r + b * K, K);
+    }
+  });
+  for (int64_t b = 0; b < B; ++b) sum[b] /= n;  // now the sub-tile mean
+  for_rows(g, p, a0, a1, [&](int64_t off) {
+    const T* r = x + off;
+    if (K == 1) {
+#pragma omp simd
+      for (int64_t b = 0; b < B; ++b) {
+        const double d = static_cast<double>(r[b]) - sum[b];
+        ss[b] += d * d;
+      }
+    } else {
+      for (int64_t b = 0; b < B; ++b) ss[b] += centered_squares_run(r + b * K, K, sum[b]);
+    }
+  });
+}
+
+template <typename T>
+void moments_row_walk(const T* x, const Geometry& g, const Plan& pl, double* pn, double* pmean, double* pm2,
+                      double* temp, int threads) {
+  const int64_t B = g.B;
+  parallel_for(pl.tasks, threads, [&](int64_t task) {
+    const int64_t p = task / pl.tiles, tile = task % pl.tiles;
+    const int64_t a_begin = tile * pl.rows_per_tile, a_end = min_i64(g.A, a_begin + pl.rows_per_tile);
+    double* n = pn + task * B; double* mean = pmean + task * B; double* m2 = pm2 + task * B;
+    double* sub_mean = temp + task * 2 * B; double* sub_ss = sub_mean + B;
+    double count = 0;
+    for (int64_t b = 0; b < B; ++b) mean[b] = 0, m2[b] = 0;
+    for (int64_t a0 = a_begin; a0 < a_end; a0 += pl.sub_rows) {
+      const int64_t a1 = min_i64(a_end, a0 + pl.sub_rows);
+      row_subtile_moments(x, g, p, a0, a1, sub_mean, sub_ss);
+      // Chan's merge with the same counts for every group, so it vectorizes over b.
+      const double nb = static_cast<double>((a1 - a0) * g.K), na = count, nt = na + nb;
+      const double wb = nb / nt, wab = na * nb / nt;
+#pragma omp simd
+      for (int64_t b = 0; b < B; ++b) {
+        const double d = sub_mean[b] - mean[b];
+        mean[b] += d * wb;
+        m2[b] += sub_ss[b] + d * d * wab;
+      }
+      count = nt;
+    }
+    for (int64_t b = 0; b < B; ++b) n[b] = count;
+  });
+}
+
+template <typename T>
+void moments(const T* x, const Geometry& g, double* mean, double* m2, double* scratch, int threads) noexcept {
+  const Plan pl = make_plan(g);
+  threads = threads_for(g, threads);
+  double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
+  if (!pl.row_walk) {
+    moments_group_walk(x, g, pl, pn, pmean, pm2, threads);
+    for (int64_t grp = 0; grp < g.groups(); ++grp) {
+      const int64_t o = grp * pl.tiles;
+      merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles, 1);
+      mean[grp] = pmean[o]; m2[grp] = pm2[o];
+    }
+  } else {
+    moments_row_walk(x, g, pl, pn, pmean, pm2, pm2 + pl.partials, threads);
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t b = 0; b < g.B; ++b) {
+        const int64_t o = p * pl.tiles * g.B + b;
+        merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles, g.B);
+        mean[p * g.B + b] = pmean[o]; m2[p * g.B + b] = pm2[o];
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Elementwise passes. `affine_dy` computes out = ((x - hi) - lo) * s + t, optionally plus a * dy (backward).
+// One walker serves normalize (no dy) and the backward's dx (with dy); the same task cut as the statistics.
+// ---------------------------------------------------------------------------------------------------------------
+
+// The same with per-position parameters (LayerNorm, RMSNorm): w scales the normalized value (or dy), b is added.
+template <typename T>
+inline void affine_run_positional(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
+                                  const T* w, const T* b) {
+  if (dy) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) out[i] = a * (dy[i] * (w ? w[i] : T(1))) + ((x[i] - hi) - lo) * s + t;
+  } else if (b) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + b[i];
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + t;
+  }
+}
+
+template <typename T>
+inline bool streams(const Geometry& g) {
+  return g.numel() * static_cast<int64_t>(sizeof(T)) > kStreamBytes;
+}
+
+// One group-walk task of the elementwise pass: tile `tile` of group `grp`.
+template <typename T>
+inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g, const Plan& pl, int64_t grp,
+                             int64_t tile, T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream) {
+  const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
+  for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
+    const T* d = dy ? dy + off : nullptr;
+    if (pos.w || pos.b)
+      affine_run_positional(x + off, d, out + off, len, hi, lo, s, t, a, pos.w ? pos.w + k0 : nullptr,
+                            pos.b ? pos.b + k0 : nullptr);
+    else if (stream)
+      affine_run_stream(x + off, d, out + off, len, hi, lo, s, t, a);
+    else
+      affine_run(x + off, d, out + off, len, hi, lo, s, t, a);
+  });
+}
+
+template <typename T>
+void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c, const T* a,
+                 PositionParams<T> pos, int threads) {
+  const Plan pl = make_plan(g);
+  threads = threads_for(g, threads);
+  const bool stream = streams<T>(g);
+  if (!pl.row_walk) {
+    parallel_for(pl.tasks, threads, [&](int64_t task) {
+      const int64_t grp = task / pl.tiles;
+      elementwise_tile(x, dy, out, g, pl, grp, task % pl.tiles, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp],
+                       a ? a[grp] : T(0), pos, stream);
+      if (stream) stream_fence();
+    });
+    return;
+  }
+  // Row walk (A > 1): no position parameters here, the glue only allows them with A == 1.
+  const int64_t B = g.B, K = g.K, row = B * K;
+  parallel_for(pl.tasks, threads, [&](int64_t task) {
+    const int64_t p = task / pl.tiles, a_begin = (task % pl.tiles) * pl.rows_per_tile;
+    const int64_t a_end = min_i64(g.A, a_begin + pl.rows_per_tile);
+    const T* hi = c.hi + p * B; const T* lo = c.lo + p * B; const T* s = c.s + p * B; const T* t = c.t + p * B;
+    const T* ap = a ? a + p * B : nullptr;
+    for (int64_t r = a_begin; r < a_end; ++r) {
+      const int64_t off = (p * g.A + r) * row;
+      const T* xr = x + off; T* yr = out + off; const T* dr = dy ? dy + off : nullptr;
+      if (K == 1 && stream) {
+        affine_row_stream(xr, dr, yr, B, hi, lo, s, t, ap);
+      } else if (K == 1) {
+        affine_row(xr, dr, yr, B, hi, lo, s, t, ap);
+      } else {
+        for (int64_t b = 0; b < B; ++b)
+          affine_run(xr + b * K, dr ? dr + b * K : nullptr, yr + b * K, K, hi[b], lo[b], s[b], t[b],
+                     ap ? ap[b] : T(0));
+      }
+    }
+    if (stream) stream_fence();
+  });
+}
+
+// y = ((x - mean) * scale + shift), per group; with position params y = (x - mean) * scale * w[k] + b[k].
+template <typename T>
+void normalize(const T* x, T* y, const Geometry& g, const double* mean, const double* scale, const double* shift,
+               PositionParams<T> pos, double* scratch, int threads) noexcept {
+  const GroupCoefs<T> c = make_coefs<T>(g, mean, scale, shift, scratch);
+  elementwise<T>(x, nullptr, y, g, c, nullptr, pos, threads);
+}
+
+// dx = a * (dy * w[k]) + b * (x - mean) + c, per group (w: position params, 1 without). With b == null
+// (eval: dx = a * dy) x and mean are not read, so an inf in x cannot turn into NaN through x * 0.
+template <typename T>
+void backward_apply(const T* dy, const T* x, T* dx, const Geometry& g, const double* mean, const double* a,
+                    const double* b, const double* c, const T* w, double* scratch, int threads) noexcept {
+  if (!b) {
+    const GroupCoefs<T> scale_only = make_coefs<T>(g, nullptr, a, nullptr, scratch);
+    elementwise<T>(dy, nullptr, dx, g, scale_only, nullptr, PositionParams<T>{w, nullptr}, threads);
+    return;
+  }
+  const GroupCoefs<T> coefs = make_coefs<T>(g, mean, b, c, scratch);
+  T* at = coefs.t + g.groups();
+  for (int64_t i = 0; i < g.groups(); ++i) at[i] = static_cast<T>(a[i]);
+  elementwise<T>(x, dy, dx, g, coefs, at, PositionParams<T>{w, nullptr}, threads);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backward reductions: per group, sum(dy) and sum(dy * (x - mean)), in double.
+// ---------------------------------------------------------------------------------------------------------------
+
+// sum(dy * w) and sum(dy * w * (x - mean)) over a run; w (position params) may be null. kLanes accumulators
+// each, as in moments.h.
+template <typename T>
+inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, double mean, double& s_dy,
+                             double& s_dyx) {
+  double a[kLanes] = {}, b[kLanes] = {};
+  const auto step = [&](int64_t i, int j) {
+    const double d = static_cast<double>(dy[i]) * (w ? static_cast<double>(w[i]) : 1.0);
+    a[j] += d;
+    b[j] += d * (static_cast<double>(x[i]) - mean);
+  };
+  int64_t i = 0;
+  if (w) {
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) step(i + j, j);
+  } else {
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const double d = static_cast<double>(dy[i + j]);
+        a[j] += d;
+        b[j] += d * (static_cast<double>(x[i + j]) - mean);
+      }
+  }
+  for (int j = 0; i + j < len; ++j) step(i + j, j);
+  s_dy += combine_lanes(a); s_dyx += combine_lanes(b);
+}
+
+// sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group.
+template <typename T>
+inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
+                           int64_t tile, const double* mean, double& s_dy, double& s_dyx) {
+  const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
+  double a = 0, b = 0;
+  for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
+    dot_centered_run(dy + off, x + off, w ? w + k0 : nullptr, len, mean[grp], a, b);
+  });
+  s_dy = a; s_dyx = b;
+}
+
+template <typename T>
+void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* mean, const T* w, double* sum_dy,
+                     double* sum_dy_xmu, double* scratch, int threads) noexcept {
+  const Plan pl = make_plan(g);
+  threads = threads_for(g, threads);
+  double* p_dy = scratch; double* p_dyx = scratch + pl.partials;
+  if (!pl.row_walk) {
+    parallel_for(pl.tasks, threads, [&](int64_t task) {
+      tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean, p_dy[task], p_dyx[task]);
+    });
+    for (int64_t grp = 0; grp < g.groups(); ++grp) {
+      const int64_t o = grp * pl.tiles;
+      merge_sums_pairwise(p_dy + o, pl.tiles, 1);
+      merge_sums_pairwise(p_dyx + o, pl.tiles, 1);
+      sum_dy[grp] = p_dy[o]; sum_dy_xmu[grp] = p_dyx[o];
+    }
+    return;
+  }
+  const int64_t B = g.B, K = g.K;
+  parallel_for(pl.tasks, threads, [&](int64_t task) {
+    const int64_t p = task / pl.tiles, a_begin = (task % pl.tiles) * pl.rows_per_tile;
+    const int64_t a_end = min_i64(g.A, a_begin + pl.rows_per_tile);
+    double* s_dy = p_dy + task * B; double* s_dyx = p_dyx + task * B;
+    const double* m = mean + p * B;
+    for (int64_t b = 0; b < B; ++b) s_dy[b] = 0, s_dyx[b] = 0;
+    for_rows(g, p, a_begin, a_end, [&](int64_t off) {
+      const T* xr = x + off; const T* dr = dy + off;
+      if (K == 1) {
+#pragma omp simd
+        for (int64_t b = 0; b < B; ++b) {
+          const double d = static_cast<double>(dr[b]);
+          s_dy[b] += d;
+          s_dyx[b] += d * (static_cast<double>(xr[b]) - m[b]);
+        }
+      } else {
+        for (int64_t b = 0; b < B; ++b)
+          dot_centered_run(dr + b * K, xr + b * K, static_cast<const T*>(nullptr), K, m[b], s_dy[b], s_dyx[b]);
+      }
+    });
+  });
+  for (int64_t p = 0; p < g.P; ++p)
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t o = p * pl.tiles * B + b;
+      merge_sums_pairwise(p_dy + o, pl.tiles, B);
+      merge_sums_pairwise(p_dyx + o, pl.tiles, B);
+      sum_dy[p * B + b] = p_dy[o]; sum_dy_xmu[p * B + b] = p_dyx[o];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Gradients of position parameters (LayerNorm, RMSNorm; A == 1): a column reduction over the groups,
+//   dw[k] = sum_g dy[g, k] * (x[g, k] - mean_g) * invstd_g,   db[k] = sum_g dy[g, k].
+// Blocks of groups are cut from the shape; each block's column partials are merged in a fixed pairwise order.
+// ---------------------------------------------------------------------------------------------------------------
+
+template <typename T>
+void param_grad(const T* dy, const T* x, const Geometry& g, const double* mean, const double* invstd, double* dw,
+                double* db, double* scratch, int threads) noexcept {
+  const int64_t K = g.K, G = g.groups(), blocks = param_grad_blocks(g), per = ceil_div(G, blocks);
+  double* pw = scratch; double* pb = scratch + blocks * K;
+  parallel_for(blocks, threads_for(g, threads), [&](int64_t blk) {
+    double* w = pw + blk * K; double* b = pb + blk * K;
+    for (int64_t k = 0; k < K; ++k) w[k] = 0, b[k] = 0;
+    for (int64_t grp = blk * per; grp < min_i64(G, (blk + 1) * per); ++grp) {
+      const T* d = dy + grp * K; const T* xr = x + grp * K;
+      const double m = mean ? mean[grp] : 0.0, inv = invstd[grp];
+#pragma omp simd
+      for (int64_t k = 0; k < K; ++k) {
+        const double dd = static_cast<double>(d[k]);
+        b[k] += dd;
+        w[k] += dd * ((static_cast<double>(xr[k]) - m) * inv);
+      }
+    }
+  });
+  for (int64_t k = 0; k < K; ++k) {
+    merge_sums_pairwise(pw + k, blocks, K);
+    merge_sums_pairwise(pb + k, blocks, K);
+    dw[k] = pw[k]; db[k] = pb[k];
+  }
+}

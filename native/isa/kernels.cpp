@@ -1,0 +1,85 @@
+// The kernel core, compiled once per ISA. CMakeLists.txt / binding.gyp build this file three times with
+// NK_ISA = baseline (-march=x86-64), avx2 (-march=x86-64-v3) or avx512 (-march=x86-64-v4).
+//
+// core/*.h is included INSIDE namespace normkit::NK_ISA: an inline function or template left outside would be
+// emitted by all three objects and the linker would keep one of them, maybe the AVX-512 one on a CPU without it.
+// For the same reason the core uses no std:: templates (their out-of-line copies are shared the same way); the
+// standard headers it relies on are included here, before the namespace opens.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "../kernels.h"
+
+#ifndef NK_ISA
+#error "NK_ISA must name the ISA this object is built for"
+#endif
+#define NK_STR2(x) #x
+#define NK_STR(x) NK_STR2(x)
+
+namespace normkit {
+namespace NK_ISA {
+
+#include "../core/geometry.h"
+#include "../core/parallel.h"
+#include "../core/moments.h"
+#include "../core/simd.h"
+#include "../core/norm.h"
+#include "../core/fused.h"
+
+namespace {
+
+Geometry geo(Shape4 s) { return Geometry{s.P, s.A, s.B, s.K}; }
+
+template <typename T>
+void moments_entry(const T* x, Shape4 g, double* mean, double* m2, double* scratch, int threads) {
+  moments<T>(x, geo(g), mean, m2, scratch, threads);
+}
+template <typename T>
+void normalize_entry(const T* x, T* y, Shape4 g, const double* mean, const double* scale, const double* shift,
+                     const T* w, const T* b, double* scratch, int threads) {
+  normalize<T>(x, y, geo(g), mean, scale, shift, PositionParams<T>{w, b}, scratch, threads);
+}
+template <typename T>
+void backward_reduce_entry(const T* dy, const T* x, Shape4 g, const double* mean, const T* w, double* sum_dy,
+                           double* sum_dy_xmu, double* scratch, int threads) {
+  backward_reduce<T>(dy, x, geo(g), mean, w, sum_dy, sum_dy_xmu, scratch, threads);
+}
+template <typename T>
+void backward_apply_entry(const T* dy, const T* x, T* dx, Shape4 g, const double* mean, const double* a,
+                          const double* b, const double* c, const T* w, double* scratch, int threads) {
+  backward_apply<T>(dy, x, dx, geo(g), mean, a, b, c, w, scratch, threads);
+}
+template <typename T>
+void param_grad_entry(const T* dy, const T* x, Shape4 g, const double* mean, const double* invstd, double* dw,
+                      double* db, double* scratch, int threads) {
+  param_grad<T>(dy, x, geo(g), mean, invstd, dw, db, scratch, threads);
+}
+template <typename T>
+void forward_train_entry(const T* x, T* y, Shape4 g, double eps, const double* gamma, const double* beta,
+                         double* mean, double* m2, double* invstd, double* scratch, int threads) {
+  forward_train<T>(x, y, geo(g), eps, gamma, beta, mean, m2, invstd, scratch, threads);
+}
+template <typename T>
+void backward_train_entry(const T* dy, const T* x, T* dx, Shape4 g, const double* mean, const double* invstd,
+                          const double* gamma, double* sum_dy, double* sum_dyx, double* scratch, int threads) {
+  backward_train<T>(dy, x, dx, geo(g), mean, invstd, gamma, sum_dy, sum_dyx, scratch, threads);
+}
+int64_t scratch_entry(Shape4 g, bool param_grad) { return scratch_doubles(geo(g), param_grad); }
+
+template <typename T>
+KernelsOf<T> table_of() {
+  return {moments_entry<T>, normalize_entry<T>, backward_reduce_entry<T>, backward_apply_entry<T>, param_grad_entry<T>,
+          forward_train_entry<T>, backward_train_entry<T>};
+}
+
+}  // namespace
+
+const Kernels& kernels() {
+  static const Kernels k{NK_STR(NK_ISA), scratch_entry, table_of<float>(), table_of<double>()};
+  return k;
+}
+
+}  // namespace NK_ISA
+}  // namespace normkit

@@ -1,0 +1,63 @@
+// Results are bit-identical for every thread count and for sync vs async calls: work is cut by the shape,
+// partials are indexed by task and merged in a fixed order (compare two normkit runs on purpose).
+import { afterAll, describe, it } from 'vitest';
+import { BatchNorm2d, functional as F, getNumThreads, setNumThreads, tensor, type Tensor } from '../lib/index.js';
+import { expectBitIdentical, randn } from './helpers/compare.js';
+
+const initial = getNumThreads();
+afterAll(() => setNumThreads(initial));
+
+// Shapes above the single-thread cut-off (32K elements) on both kernel walks (group walk: NCHW; row walk:
+// channels last and 2-D), with tails that do not divide evenly.
+const SHAPES: Array<{ shape: number[]; channelsLast: boolean }> = [
+  { shape: [16, 7, 33, 31], channelsLast: false },
+  { shape: [5, 3, 101, 97], channelsLast: false },
+  { shape: [9, 17, 19, 37], channelsLast: true },
+  { shape: [6001, 13], channelsLast: false },
+];
+
+function run(x: Tensor, dy: Tensor, channelsLast: boolean) {
+  const C = x.shape[channelsLast ? x.shape.length - 1 : 1]!;
+  const Ctor = x.data instanceof Float32Array ? Float32Array : Float64Array;
+  const rm = new Ctor(C), rv = new Ctor(C).fill(1), weight = new Ctor(C).map((_, i) => 1 + i / 10), bias = new Ctor(C).fill(0.5);
+  const f = F.batchNorm(x, { training: true, runningMean: rm, runningVar: rv, weight, bias, channelsLast });
+  const b = F.batchNormBackward(dy, x, { weight, saveMean: f.saveMean, saveInvstd: f.saveInvstd, channelsLast });
+  return { y: f.y.data, mean: f.saveMean, invstd: f.saveInvstd, rm, rv, dx: b.dx.data, dweight: b.dweight, dbias: b.dbias };
+}
+
+describe('thread-count determinism', () => {
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const { shape, channelsLast } of SHAPES) {
+      it(`${dtype} ${JSON.stringify(shape)}${channelsLast ? ' channels-last' : ''}: 1..8 threads give the same bits`, () => {
+        const n = shape.reduce((a, b) => a * b, 1), Ctor = dtype === 'float32' ? Float32Array : Float64Array;
+        const x = tensor(randn(n, 1, Ctor).map((v, i) => v * 2 + 1000 + (i % 11)), shape);
+        const dy = tensor(randn(n, 2, Ctor), shape);
+        setNumThreads(1);
+        const ref = run(x, dy, channelsLast);
+        for (const t of [2, 3, 4, 7, 8]) {
+          setNumThreads(t);
+          const got = run(x, dy, channelsLast);
+          for (const k of Object.keys(ref) as Array<keyof typeof ref>) expectBitIdentical(got[k], ref[k], `${k} with ${t} threads`);
+        }
+      });
+    }
+  }
+});
+
+describe('sync and async give the same bits', () => {
+  it('layer forward/backward, train and eval', async () => {
+    const shape = [8, 5, 40, 30], n = 8 * 5 * 40 * 30;
+    const x = tensor(randn(n, 3, Float32Array), shape), dy = tensor(randn(n, 4, Float32Array), shape);
+    const a = new BatchNorm2d(5), b = new BatchNorm2d(5);
+    for (const mode of [true, false]) {
+      a.train(mode); b.train(mode);
+      const ya = a.forward(x), yb = await b.forwardAsync(x);
+      expectBitIdentical(yb.data, ya.data, 'y');
+      const da = a.backward(dy), db = await b.backwardAsync(dy);
+      expectBitIdentical(db.data, da.data, 'dx');
+      expectBitIdentical(b.runningMean!, a.runningMean!, 'running_mean');
+      expectBitIdentical(b.runningVar!, a.runningVar!, 'running_var');
+      expectBitIdentical(b.weight!.grad!, a.weight!.grad!, 'weight.grad');
+    }
+  });
+});

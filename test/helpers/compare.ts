@@ -1,0 +1,50 @@
+// Comparisons that report the first differing index and both values.
+import { expect } from 'vitest';
+
+export type Numeric = ArrayLike<number>;
+
+export function tolerance(dtype: string): { rtol: number; atol: number } {
+  return dtype === 'float32' ? { rtol: 1e-5, atol: 1e-5 } : { rtol: 1e-10, atol: 1e-10 };
+}
+
+/** |a - e| <= atol + rtol * |e| elementwise; NaN never passes. */
+export function expectClose(actual: Numeric, expected: Numeric, tol: { rtol: number; atol: number }, what = 'value'): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!, e = expected[i]!;
+    const ok = Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e);
+    if (!ok) expect.fail(`${what}: first difference at index ${i}: got ${a}, expected ${e} (|diff| ${Math.abs(a - e)})`);
+  }
+}
+
+/** Bit-identical typed arrays (NaN payloads included). */
+export function expectBitIdentical(a: Float32Array | Float64Array, b: Float32Array | Float64Array, what = 'value'): void {
+  expect(a.constructor, `${what}: dtype`).toBe(b.constructor);
+  expect(a.length, `${what}: length`).toBe(b.length);
+  const ua = new Uint8Array(a.buffer, a.byteOffset, a.byteLength), ub = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  for (let i = 0; i < ua.length; i++) {
+    if (ua[i] !== ub[i]) {
+      const j = Math.floor(i / a.BYTES_PER_ELEMENT);
+      expect.fail(`${what}: first bit difference at element ${j}: ${a[j]} vs ${b[j]}`);
+    }
+  }
+}
+
+/** A seeded generator (mulberry32), so random inputs are reproducible. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Normal(0, 1) samples from a seeded generator (Box-Muller). */
+export function randn(n: number, seed: number, Ctor: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array): Float32Array | Float64Array {
+  const r = rng(seed), out = new Ctor(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  return out;
+}

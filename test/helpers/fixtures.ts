@@ -1,0 +1,33 @@
+// Reads the golden fixtures written by test/fixtures/gen_fixtures.py (PyTorch, float64 reference).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+
+export interface FixtureTensor { shape: number[]; data: number[] }
+
+export interface FixtureStep {
+  mode: 'train' | 'eval';
+  x: FixtureTensor;
+  dy: FixtureTensor | null;
+  y: number[];
+  dx: number[] | null;
+  state: Record<string, number[] | number | null | undefined>;
+}
+
+export interface FixtureCase {
+  name: string;
+  layer: string;
+  numFeatures?: number;
+  args?: unknown[];
+  dtype: 'float32' | 'float64';
+  options: Record<string, unknown>;
+  initial?: Record<string, number[]>;
+  steps: FixtureStep[];
+}
+
+export function loadCases(file: string): FixtureCase[] {
+  const raw = gunzipSync(readFileSync(join(__dirname, '..', 'fixtures', file)));
+  const parsed = JSON.parse(raw.toString('utf8')) as { cases: FixtureCase[] };
+  if (!Array.isArray(parsed.cases) || parsed.cases.length === 0) throw new Error(`${file}: no cases`);
+  return parsed.cases;
+}
