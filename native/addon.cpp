@@ -281,7 +281,8 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   const size_t bytes = static_cast<size_t>(src.length) * width;
   const auto* s = static_cast<const char*>(src.data);
   auto* d = static_cast<char*>(dst.data);
-  const int threads = nt < 1 ? 1 : nt;
+  // Small copies run on one thread, as the kernels do below 32K elements (kMinParallelElems).
+  const int threads = nt < 1 || src.length < 32768 ? 1 : nt;
   const size_t chunk = ((bytes + threads - 1) / threads + 63) / 64 * 64;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int t = 0; t < threads; ++t) {

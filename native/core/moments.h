@@ -32,10 +32,10 @@ inline void merge_sums_pairwise(double* s, int64_t count, int64_t stride) {
     for (int64_t i = 0; i + step < count; i += 2 * step) s[i * stride] += s[(i + step) * stride];
 }
 
-// Reductions over a run keep kLanes independent double accumulators: one vector accumulator would wait on the
-// add latency (4 cycles per 8 doubles), which made the statistics pass compute-bound at ~17 GB/s per core; 32
-// lanes are four AVX-512 chains. The lane structure is the same for every ISA, so the association order (and
-// the bits) do not depend on the vector width. Lanes are combined in a fixed pairwise order.
+// Reductions keep kLanes independent double accumulators: one vector accumulator would wait on the add latency
+// (4 cycles per 8 doubles); 32 lanes are four AVX-512 chains. A tile's runs all add into the same lanes, combined
+// once per tile (combining per run made short runs, e.g. 64-element spatial planes, cost more than their data).
+// The lane structure is the same for every ISA, so the association order does not depend on the vector width.
 constexpr int kLanes = 32;
 
 inline double combine_lanes(double* acc) {
@@ -44,19 +44,18 @@ inline double combine_lanes(double* acc) {
   return acc[0];
 }
 
+// acc[j] += x[i + j] chunk by chunk; the tail goes to the first lanes.
 template <typename T>
-inline double sum_run(const T* x, int64_t len) {
-  double acc[kLanes] = {};
+inline void add_run(double* acc, const T* x, int64_t len) {
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes)
     for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(x[i + j]);
   for (int j = 0; i + j < len; ++j) acc[j] += static_cast<double>(x[i + j]);
-  return combine_lanes(acc);
 }
 
+// acc[j] += (x[i + j] - mean)^2 likewise.
 template <typename T>
-inline double centered_squares_run(const T* x, int64_t len, double mean) {
-  double acc[kLanes] = {};
+inline void add_centered_squares(double* acc, const T* x, int64_t len, double mean) {
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes)
     for (int j = 0; j < kLanes; ++j) {
@@ -67,5 +66,18 @@ inline double centered_squares_run(const T* x, int64_t len, double mean) {
     const double d = static_cast<double>(x[i + j]) - mean;
     acc[j] += d * d;
   }
+}
+
+template <typename T>
+inline double sum_run(const T* x, int64_t len) {
+  double acc[kLanes] = {};
+  add_run(acc, x, len);
+  return combine_lanes(acc);
+}
+
+template <typename T>
+inline double centered_squares_run(const T* x, int64_t len, double mean) {
+  double acc[kLanes] = {};
+  add_centered_squares(acc, x, len, mean);
   return combine_lanes(acc);
 }

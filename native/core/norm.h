@@ -52,15 +52,16 @@ template <typename T>
 inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t group, int64_t tile, double& n_out,
                          double& mean_out, double& m2_out) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
-  double s = 0, ss = 0;
-  for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { s += sum_run(x + off, len); });
-  const double n = static_cast<double>(end - begin), mean = n > 0 ? s / n : 0.0;
+  double acc[kLanes] = {};
+  for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_run(acc, x + off, len); });
+  const double n = static_cast<double>(end - begin), mean = n > 0 ? combine_lanes(acc) / n : 0.0;
   // The second pass reads the tile from L1 and leaves DRAM idle: ask for the next tile meanwhile.
   for_each_run(g, group, end, min_i64(g.group_size(), end + pl.tile_elems), [&](int64_t off, int64_t len, int64_t) {
     for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
   });
-  for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { ss += centered_squares_run(x + off, len, mean); });
-  n_out = n; mean_out = mean; m2_out = ss;
+  double sq[kLanes] = {};
+  for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_centered_squares(sq, x + off, len, mean); });
+  n_out = n; mean_out = mean; m2_out = combine_lanes(sq);
 }
 
 template <typename T>
@@ -272,21 +273,17 @@ void backward_apply(const T* dy, const T* x, T* dx, const Geometry& g, const dou
 // Backward reductions: per group, sum(dy) and sum(dy * (x - mean)), in double.
 // ---------------------------------------------------------------------------------------------------------------
 
-// sum(dy * w) and sum(dy * w * (x - mean)) over a run; w (position params) may be null. kLanes accumulators
-// each, as in moments.h.
+// a[j] += dy * w and b[j] += dy * w * (x - mean) over a run, in kLanes lanes (as moments.h); w may be null.
 template <typename T>
-inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, double mean, double& s_dy,
-                             double& s_dyx) {
-  double a[kLanes] = {}, b[kLanes] = {};
-  const auto step = [&](int64_t i, int j) {
-    const double d = static_cast<double>(dy[i]) * (w ? static_cast<double>(w[i]) : 1.0);
-    a[j] += d;
-    b[j] += d * (static_cast<double>(x[i]) - mean);
-  };
+inline void add_dot_centered(double* a, double* b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
   int64_t i = 0;
   if (w) {
     for (; i + kLanes <= len; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) step(i + j, j);
+      for (int j = 0; j < kLanes; ++j) {
+        const double d = static_cast<double>(dy[i + j]) * static_cast<double>(w[i + j]);
+        a[j] += d;
+        b[j] += d * (static_cast<double>(x[i + j]) - mean);
+      }
   } else {
     for (; i + kLanes <= len; i += kLanes)
       for (int j = 0; j < kLanes; ++j) {
@@ -295,7 +292,19 @@ inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, d
         b[j] += d * (static_cast<double>(x[i + j]) - mean);
       }
   }
-  for (int j = 0; i + j < len; ++j) step(i + j, j);
+  for (int j = 0; i + j < len; ++j) {
+    const double d = static_cast<double>(dy[i + j]) * (w ? static_cast<double>(w[i + j]) : 1.0);
+    a[j] += d;
+    b[j] += d * (static_cast<double>(x[i + j]) - mean);
+  }
+}
+
+// The same over one run, combined: s_dy += sum(dy * w), s_dyx += sum(dy * w * (x - mean)).
+template <typename T>
+inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, double mean, double& s_dy,
+                             double& s_dyx) {
+  double a[kLanes] = {}, b[kLanes] = {};
+  add_dot_centered(a, b, dy, x, w, len, mean);
   s_dy += combine_lanes(a); s_dyx += combine_lanes(b);
 }
 
@@ -304,11 +313,11 @@ template <typename T>
 inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
                            int64_t tile, const double* mean, double& s_dy, double& s_dyx) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
-  double a = 0, b = 0;
+  double a[kLanes] = {}, b[kLanes] = {};
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
-    dot_centered_run(dy + off, x + off, w ? w + k0 : nullptr, len, mean[grp], a, b);
+    add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean[grp]);
   });
-  s_dy = a; s_dyx = b;
+  s_dy = combine_lanes(a); s_dyx = combine_lanes(b);
 }
 
 template <typename T>

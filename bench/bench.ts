@@ -1,0 +1,172 @@
+// npm run bench: normkit against the peers a Node user would pick (a plain-JS loop, tfjs cpu and wasm,
+// onnxruntime-node) and against the memory roofline (a memcpy of the same bytes over the same number of threads),
+// all in one run. Prints medians and ratios; writes bench/results/bench-<time>.json.
+//   node dist/tools/bench/bench.js [--quick] [--shapes 0,2] [--threads 1,2] [--no-peers]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { buildInfo, functional as F, setNumThreads, type FloatArray } from 'normkit';
+import { jsBackward, jsEval, jsForwardTrain, layoutOf } from './peers/js-loop.js';
+import { onnxEval } from './peers/onnx.js';
+import { loadTfjs, tfjsOps } from './peers/tfjs.js';
+import { runTorch, torchAvailable, type TorchCase } from './peers/torch.js';
+import { channels, numel, SHAPES, type BenchShape } from './shapes.js';
+import { median, paired, repeat, timeOnce } from './timing.js';
+
+const root = join(__dirname, '..', '..', '..');
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(name);
+const list = (name: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1]!.split(',').map(Number) : null; };
+const quick = flag('--quick');
+const REPS = quick ? 5 : 11, PEER_REPS = quick ? 1 : 3, TINY_REPS = quick ? 500 : 3000;
+const threadCounts = list('--threads') ?? [...new Set([1, Math.min(2, cpus().length), cpus().length])];
+const shapes = (list('--shapes') ?? SHAPES.map((_, i) => i)).map((i) => SHAPES[i]!);
+const OPS = ['fwd', 'eval', 'bwd'] as const;
+type Op = typeof OPS[number];
+
+// The internal binding's memcpy over OpenMP threads: the roofline.
+const nativeBinding = (require(join(root, 'dist/cjs/binding.js')) as { native(): { copy(s: FloatArray, d: FloatArray, t: number): void } }).native();
+const peersRequire = createRequire(join(root, 'bench', 'peer-deps', 'package.json'));
+
+interface Row {
+  shape: string; dtype: string; threads: number; op: Op;
+  normkitMs: number; copyMs: number; ratio: number; copy1Ms: number;
+  peers: Record<string, number | string>;
+}
+const rows: Row[] = [];
+const peerStatus: Record<string, string> = {};
+
+function random(Ctor: Float32ArrayConstructor | Float64ArrayConstructor, n: number, seed: number): FloatArray {
+  const a = new Ctor(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) { s = (s * 1664525 + 1013904223) >>> 0; a[i] = (s / 4294967296) * 4 - 2 + (i % 7); }
+  return a;
+}
+
+async function tryPeer<T>(name: string, f: () => Promise<T>): Promise<T | string> {
+  try { return await f(); } catch (e) {
+    const msg = (e as Error).message.split('\n')[0]!.slice(0, 120);
+    peerStatus[name] ??= `failed: ${msg}`;
+    return `failed: ${msg}`;
+  }
+}
+
+async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', torch: Map<string, Record<Op, number>>) {
+  const Ctor = dtype === 'float32' ? Float32Array : Float64Array, n = numel(s.shape), C = channels(s);
+  const x = random(Ctor, n, 1), dy = random(Ctor, n, 2), y = new Ctor(n), dx = new Ctor(n), dst = new Ctor(n);
+  const tensor = { data: x, shape: s.shape }, dyT = { data: dy, shape: s.shape };
+  const rm = new Ctor(C), rv = new Ctor(C).fill(1), weight = new Ctor(C).fill(1), bias = new Ctor(C);
+  const saved = F.batchNorm(tensor, { training: true, weight, bias, channelsLast: s.channelsLast });
+  const ops: Record<Op, () => unknown> = {
+    fwd: () => F.batchNorm(tensor, { training: true, runningMean: rm, runningVar: rv, weight, bias, channelsLast: s.channelsLast, out: y }),
+    eval: () => F.batchNorm(tensor, { training: false, runningMean: rm, runningVar: rv, weight, bias, channelsLast: s.channelsLast, out: y }),
+    bwd: () => F.batchNormBackward(dyT, tensor, { weight, saveMean: saved.saveMean, saveInvstd: saved.saveInvstd, channelsLast: s.channelsLast, out: dx }),
+  };
+
+  // Peers that do not take a thread count: measured once per shape and dtype.
+  const peers: Record<Op, Record<string, number | string>> = { fwd: {}, eval: {}, bwd: {} };
+  if (!flag('--no-peers')) {
+    const l = layoutOf(s.shape, s.channelsLast);
+    const st = jsForwardTrain(x, y, l, 1e-5);
+    const reps = s.tiny ? 200 : PEER_REPS;
+    peers.fwd.js = await repeat(() => jsForwardTrain(x, y, l, 1e-5), reps);
+    peers.eval.js = await repeat(() => jsEval(x, y, l, st.mean, st.invstd), reps);
+    peers.bwd.js = await repeat(() => jsBackward(dy, x, dx, l, st.mean, st.invstd), reps);
+    for (const backend of ['wasm', 'cpu']) {
+      const name = `tfjs-${backend}`;
+      if (dtype !== 'float32' || s.shape.length > 4) { for (const op of OPS) peers[op][name] = dtype !== 'float32' ? 'no float64' : 'rank > 4'; continue; }
+      const nhwc = s.channelsLast || s.shape.length === 2 ? s.shape : [s.shape[0]!, ...s.shape.slice(2), s.shape[1]!];
+      const t = await tryPeer(name, async () => {
+        const tf = await loadTfjs(peersRequire);
+        return tfjsOps(tf, backend, nhwc, x as Float32Array, dy as Float32Array);
+      });
+      if (typeof t === 'string') { for (const op of OPS) peers[op][name] = t; continue; }
+      const budget = backend === 'cpu' ? 15_000 : 20_000;
+      for (const op of OPS) peers[op][name] = await repeat(() => t[op](), s.tiny ? 100 : backend === 'cpu' ? 1 : PEER_REPS, budget);
+      t.dispose();
+      peerStatus[name] ??= 'ok';
+    }
+  }
+  for (const threads of threadCounts) {
+    setNumThreads(threads);
+    const copy = () => nativeBinding.copy(x, dst, threads);
+    const copy1 = () => nativeBinding.copy(x, dst, 1);
+    const copy1Ms = median(Array.from({ length: s.tiny ? 200 : 5 }, () => timeOnce(copy1)));
+    const threadPeers: Record<string, number | string> = {};
+    if (!flag('--no-peers')) {
+      if (s.channelsLast) threadPeers.ort = 'NCHW only';
+      else {
+        const run = await tryPeer('onnxruntime-node', () => onnxEval(peersRequire, s.shape, x, threads));
+        threadPeers.ort = typeof run === 'string' ? run : await repeat(run, s.tiny ? 500 : PEER_REPS * 2);
+        if (typeof run !== 'string') peerStatus['onnxruntime-node'] ??= 'ok';
+      }
+    }
+    for (const op of OPS) {
+      const p = paired(ops[op], copy, s.tiny ? TINY_REPS : REPS);
+      const t = torch.get(`${s.name}|${dtype}|${threads}`);
+      rows.push({ shape: s.name, dtype, threads, op, normkitMs: p.ms, copyMs: p.copyMs, ratio: p.ratio, copy1Ms,
+        peers: { ...peers[op], ...(op === 'eval' ? threadPeers : {}), ...(t ? { torch: t[op] } : {}) } });
+    }
+  }
+}
+
+function fmt(ms: number, tiny: boolean): string {
+  return tiny ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`;
+}
+
+function printTable() {
+  const peerNames = ['js', 'tfjs-wasm', 'tfjs-cpu', 'ort', 'torch'];
+  const header = ['shape', 'dtype', 'thr', 'op', 'normkit', '× copy', 'copy(thr)', 'copy(1)', ...peerNames.map((p) => `${p} (×slower)`)];
+  const lines = rows.map((r) => {
+    const tiny = r.shape.includes('tiny');
+    const peer = (name: string) => {
+      const v = r.peers[name];
+      if (v === undefined) return '-';
+      if (typeof v === 'string') return v.length > 14 ? `${v.slice(0, 13)}…` : v;
+      return `${fmt(v, tiny)} (${(v / r.normkitMs).toFixed(1)}×)`;
+    };
+    return [r.shape, r.dtype, String(r.threads), r.op, fmt(r.normkitMs, tiny), tiny ? '-' : `${r.ratio.toFixed(2)}×`,
+      fmt(r.copyMs, tiny), fmt(r.copy1Ms, tiny), ...peerNames.map(peer)];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const show = (cells: string[]) => console.log(cells.map((c, i) => c.padEnd(widths[i]!)).join('  '));
+  show(header);
+  show(widths.map((w) => '-'.repeat(w)));
+  lines.forEach(show);
+}
+
+async function main() {
+  const info = buildInfo();
+  console.log(`normkit ${info.version}, ${info.simd} kernels, threads ${threadCounts.join('/')} of ${cpus().length} cores${quick ? ', --quick' : ''}`);
+  const torch = new Map<string, Record<Op, number>>();
+  const torchMissing = flag('--no-peers') ? 'skipped (--no-peers)' : torchAvailable();
+  let torchVersion: string | null = null;
+  if (!torchMissing) {
+    const cases: TorchCase[] = [];
+    for (const s of shapes) for (const dtype of ['float32', 'float64']) for (const threads of threadCounts) {
+      cases.push({ key: `${s.name}|${dtype}|${threads}`, shape: s.shape, channelsLast: s.channelsLast, dtype, threads, reps: s.tiny ? 200 : quick ? 3 : 5 });
+    }
+    try {
+      const r = runTorch(cases);
+      torchVersion = r.version;
+      for (const t of r.results) torch.set(t.key, { fwd: t.fwd, eval: t.eval, bwd: t.bwd });
+      peerStatus.torch = `ok (PyTorch ${r.version}, run by /usr/bin/python3 before the rest)`;
+    } catch (e) { peerStatus.torch = `failed: ${(e as Error).message.split('\n')[0]}`; }
+  } else peerStatus.torch = `not run: ${torchMissing}`;
+  for (const s of shapes) for (const dtype of ['float32', 'float64'] as const) {
+    process.stderr.write(`  ${s.name} ${dtype}…\n`);
+    await benchShape(s, dtype, torch);
+  }
+  printTable();
+  console.log('\nPeers:', Object.entries(peerStatus).map(([k, v]) => `${k}: ${v}`).join('; ') || 'none run');
+  console.log('Ratios: median over back-to-back (copy, kernel) pairs; copy = memcpy of the input bytes over the same threads.');
+  console.log('tfjs runs every shape in its channels-last form (its batchNorm normalizes the last axis); ort is eval-only (inference).');
+  const dir = join(root, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows }, null, 2));
+  console.log(`JSON: ${file}`);
+}
+
+main().catch((e: unknown) => { console.error(e); process.exit(1); });

@@ -1,0 +1,15 @@
+// The benchmark shapes: the headline ResNet layer, its channels-last twin, few large channels, two 2-D batches
+// and a tiny layer where call overhead is everything.
+export interface BenchShape { name: string; shape: number[]; channelsLast: boolean; tiny?: boolean }
+
+export const SHAPES: BenchShape[] = [
+  { name: '[64,128,56,56] NCHW', shape: [64, 128, 56, 56], channelsLast: false },
+  { name: '[64,56,56,128] channels-last', shape: [64, 56, 56, 128], channelsLast: true },
+  { name: '[256,3,112,112] NCHW', shape: [256, 3, 112, 112], channelsLast: false },
+  { name: '[65536,512] 2-D', shape: [65536, 512], channelsLast: false },
+  { name: '[8192,1024] 2-D', shape: [8192, 1024], channelsLast: false },
+  { name: '[8,16,8,8] tiny', shape: [8, 16, 8, 8], channelsLast: false, tiny: true },
+];
+
+export const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+export const channels = (s: BenchShape) => s.shape[s.channelsLast || s.shape.length === 2 ? s.shape.length - 1 : 1]!;

@@ -1,0 +1,46 @@
+// Timing with medians. Machines are noisy (a 103 MB copy took 5 ms one day and 10-14 ms another), so every
+// kernel time is paired with a copy of the same bytes run right before it, and ratios are medians of pairs.
+import { performance } from 'node:perf_hooks';
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function timeOnce(fn: () => unknown): number {
+  const t0 = performance.now();
+  fn();
+  return performance.now() - t0;
+}
+
+export async function timeOnceAsync(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+export interface Paired { ms: number; copyMs: number; ratio: number }
+
+/** Median time of `fn`, and the median of (fn time / copy time) over pairs run back to back. */
+export function paired(fn: () => unknown, copy: () => unknown, reps: number): Paired {
+  fn(); copy();  // warm: page faults, code, caches
+  const t: number[] = [], c: number[] = [], r: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const tc = timeOnce(copy), tk = timeOnce(fn);
+    t.push(tk); c.push(tc); r.push(tk / tc);
+  }
+  return { ms: median(t), copyMs: median(c), ratio: median(r) };
+}
+
+/** Median of `reps` runs after one warm-up, stopping early once `budgetMs` is spent (slow peers). */
+export async function repeat(fn: () => unknown | Promise<unknown>, reps: number, budgetMs = 20_000): Promise<number> {
+  const first = await timeOnceAsync(async () => { await fn(); });
+  const times: number[] = [];
+  let spent = first;
+  for (let i = 0; i < reps && spent < budgetMs; i++) {
+    const t = await timeOnceAsync(async () => { await fn(); });
+    times.push(t); spent += t;
+  }
+  return times.length ? median(times) : first;
+}
