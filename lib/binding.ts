@@ -2,7 +2,8 @@
 // lib/ under vitest, from dist/cjs/ when installed, and whatever the caller's working directory):
 //   1. build/Release/normkit.node             a local build (development: npm install / npm run build:native)
 //   2. prebuilds/<platform>-<arch>/normkit.node  the binary shipped in the npm package
-// NORMKIT_PREBUILDS_ONLY=1 skips 1. On failure, one error lists every attempt, why it failed, and what to do.
+// NORMKIT_PREBUILDS_ONLY=1 skips 1; NORMKIT_ADDON=/path/to/normkit.node loads that file only (a sanitizer build,
+// say). On failure, one error lists every attempt, why it failed, and what to do.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -70,8 +71,11 @@ function load(): NativeBinding {
   const requireNative = createRequire(join(root, 'package.json'));
   const platform = `${process.platform}-${process.arch}`;
   const candidates: string[] = [];
-  if (process.env.NORMKIT_PREBUILDS_ONLY !== '1') candidates.push(join(root, 'build', 'Release', 'normkit.node'));
-  candidates.push(join(root, 'prebuilds', platform, 'normkit.node'));
+  if (process.env.NORMKIT_ADDON) candidates.push(process.env.NORMKIT_ADDON);
+  else {
+    if (process.env.NORMKIT_PREBUILDS_ONLY !== '1') candidates.push(join(root, 'build', 'Release', 'normkit.node'));
+    candidates.push(join(root, 'prebuilds', platform, 'normkit.node'));
+  }
   const errors: string[] = [];
   for (const file of candidates) {
     if (!existsSync(file)) { errors.push(`  ${file}: not found`); continue; }
