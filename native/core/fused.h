@@ -62,7 +62,7 @@ void forward_train(const T* x, T* y, const Geometry& g, double eps, const double
   T* base = reinterpret_cast<T*>(scratch);
   const GroupCoefs<T> c{base, base + G, base + 2 * G, base + 3 * G};
   for (int64_t grp = 0; grp < G; ++grp) coefs_of(grp, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp]);
-  elementwise<T>(x, nullptr, y, g, c, nullptr, PositionParams<T>{}, threads);
+  elementwise<T>(x, nullptr, y, g, c, nullptr, PositionParams<T>{}, threads, /*reverse=*/true);
 }
 
 // dx coefficients through the batch statistics of a group of n elements (the same formula as lib/functional/
@@ -108,5 +108,5 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const dou
   double* a = scratch; double* b = a + G; double* c = b + G;  // the reduce's partials are spent
   for (int64_t grp = 0; grp < G; ++grp)
     training_coefs(gamma ? gamma[grp] : 1.0, invstd[grp], n, sum_dy[grp], sum_dyx[grp], a[grp], b[grp], c[grp]);
-  backward_apply<T>(dy, x, dx, g, mean, a, b, c, nullptr, c + G, threads);
+  backward_apply<T>(dy, x, dx, g, mean, a, b, c, nullptr, c + G, threads, /*reverse=*/true);
 }
