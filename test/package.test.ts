@@ -82,6 +82,12 @@ ${USE}`);
     expect(out.trim()).toMatch(/^(baseline|avx2|avx512)$/);
   });
 
+  it('passes publint (exports, types, files) as installed, with warnings treated as errors', () => {
+    const out = execFileSync(process.execPath, [join(root, 'node_modules/publint/src/cli.js'), 'run',
+      join(app, 'node_modules/normkit'), '--pack', 'false', '--strict'], { encoding: 'utf8' });
+    expect(out).toMatch(/All good!/);
+  });
+
   for (const resolution of ['node16', 'bundler'] as const) {
     it(`its types resolve for TypeScript users (moduleResolution ${resolution})`, () => {
       const dir = join(app, `ts-${resolution}`);
