@@ -307,31 +307,21 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Exports an op as `name` (runs now) and `nameAsync` (a promise, on the libuv pool).
+template <JobBuilder F32, JobBuilder F64>
+void export_op(Napi::Env env, Napi::Object exports, const std::string& name) {
+  exports.Set(name, Napi::Function::New(env, run_sync<parse<F32, F64>>));
+  exports.Set(name + "Async", Napi::Function::New(env, run_async<parse<F32, F64>>));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("moments", Napi::Function::New(env, run_sync<parse<moments_job<float>, moments_job<double>>>));
-  exports.Set("momentsAsync", Napi::Function::New(env, run_async<parse<moments_job<float>, moments_job<double>>>));
-  exports.Set("normalize", Napi::Function::New(env, run_sync<parse<normalize_job<float>, normalize_job<double>>>));
-  exports.Set("normalizeAsync",
-              Napi::Function::New(env, run_async<parse<normalize_job<float>, normalize_job<double>>>));
-  exports.Set("backwardReduce",
-              Napi::Function::New(env, run_sync<parse<backward_reduce_job<float>, backward_reduce_job<double>>>));
-  exports.Set("backwardReduceAsync",
-              Napi::Function::New(env, run_async<parse<backward_reduce_job<float>, backward_reduce_job<double>>>));
-  exports.Set("backwardApply",
-              Napi::Function::New(env, run_sync<parse<backward_apply_job<float>, backward_apply_job<double>>>));
-  exports.Set("backwardApplyAsync",
-              Napi::Function::New(env, run_async<parse<backward_apply_job<float>, backward_apply_job<double>>>));
-  exports.Set("paramGrad", Napi::Function::New(env, run_sync<parse<param_grad_job<float>, param_grad_job<double>>>));
-  exports.Set("paramGradAsync",
-              Napi::Function::New(env, run_async<parse<param_grad_job<float>, param_grad_job<double>>>));
-  exports.Set("forwardTrain",
-              Napi::Function::New(env, run_sync<parse<forward_train_job<float>, forward_train_job<double>>>));
-  exports.Set("forwardTrainAsync",
-              Napi::Function::New(env, run_async<parse<forward_train_job<float>, forward_train_job<double>>>));
-  exports.Set("backwardTrain",
-              Napi::Function::New(env, run_sync<parse<backward_train_job<float>, backward_train_job<double>>>));
-  exports.Set("backwardTrainAsync",
-              Napi::Function::New(env, run_async<parse<backward_train_job<float>, backward_train_job<double>>>));
+  export_op<moments_job<float>, moments_job<double>>(env, exports, "moments");
+  export_op<normalize_job<float>, normalize_job<double>>(env, exports, "normalize");
+  export_op<backward_reduce_job<float>, backward_reduce_job<double>>(env, exports, "backwardReduce");
+  export_op<backward_apply_job<float>, backward_apply_job<double>>(env, exports, "backwardApply");
+  export_op<param_grad_job<float>, param_grad_job<double>>(env, exports, "paramGrad");
+  export_op<forward_train_job<float>, forward_train_job<double>>(env, exports, "forwardTrain");
+  export_op<backward_train_job<float>, backward_train_job<double>>(env, exports, "backwardTrain");
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

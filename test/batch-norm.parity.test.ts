@@ -4,12 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormBase, functional as F, tensor, type StateDict } from '../lib/index.js';
 import { expectClose, tolerance } from './helpers/compare.js';
 import { loadCases, type FixtureCase } from './helpers/fixtures.js';
+import { replay, typed } from './helpers/replay.js';
 
 const LAYERS = { BatchNorm1d, BatchNorm2d, BatchNorm3d } as const;
-
-function typed(dtype: string, data: readonly number[]): Float32Array | Float64Array {
-  return dtype === 'float32' ? Float32Array.from(data) : Float64Array.from(data);
-}
 
 function build(c: FixtureCase): BatchNormBase {
   const Layer = LAYERS[c.layer as keyof typeof LAYERS];
@@ -34,31 +31,7 @@ describe('BatchNorm layers match PyTorch', () => {
 
   for (const c of cases) {
     it(`${c.name} (${c.dtype})`, () => {
-      const tol = tolerance(c.dtype);
-      const layer = build(c);
-      c.steps.forEach((step, i) => {
-        const at = `step ${i + 1} (${step.mode})`;
-        layer.train(step.mode === 'train');
-        const y = layer.forward(tensor(typed(c.dtype, step.x.data), step.x.shape));
-        expectClose(y.data, step.y, tol, `${at} y`);
-        if (step.dy && step.dx) {
-          const dx = layer.backward(tensor(typed(c.dtype, step.dy.data), step.dy.shape));
-          expectClose(dx.data, step.dx, tol, `${at} dx`);
-        }
-        const s = step.state;
-        const check = (got: ArrayLike<number> | null | undefined, want: unknown, name: string) => {
-          if (want === undefined || want === null) return;
-          expect(got, `${at} ${name} exists`).toBeTruthy();
-          expectClose(got!, want as number[], tol, `${at} ${name}`);
-        };
-        check(layer.weight?.data, s.weight, 'weight');
-        check(layer.bias?.data, s.bias, 'bias');
-        check(layer.weight?.grad, s.weight_grad, 'weight.grad');
-        check(layer.bias?.grad, s.bias_grad, 'bias.grad');
-        check(layer.runningMean, s.running_mean, 'running_mean');
-        check(layer.runningVar, s.running_var, 'running_var');
-        if (typeof s.num_batches_tracked === 'number') expect(layer.numBatchesTracked, `${at} num_batches_tracked`).toBe(s.num_batches_tracked);
-      });
+      replay(c, build(c));
     });
   }
 });

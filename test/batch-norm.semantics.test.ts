@@ -157,7 +157,7 @@ describe('backward', () => {
       for (let c = 0; c < 2; c++) {
         const fw = (delta: number, which: 'weight' | 'bias') => {
           const m = make(); m[which]!.data[c]! += delta;
-          return m.forward(tensor(x, shape)).data.reduce((s, v, j) => s + v * r[j]!, 0);
+          return Array.from(m.forward(tensor(x, shape)).data).reduce((s, v, j) => s + v * r[j]!, 0);
         };
         expect(bn.weight!.grad![c]).toBeCloseTo((fw(1e-6, 'weight') - fw(-1e-6, 'weight')) / 2e-6, 6);
         expect(bn.bias!.grad![c]).toBeCloseTo((fw(1e-6, 'bias') - fw(-1e-6, 'bias')) / 2e-6, 6);

@@ -36,7 +36,7 @@ describe('backward equals finite differences', () => {
         }
         return m;
       };
-      const loss = (m: ReturnType<typeof make>, xx: Float64Array) => m.forward(tensor(xx, c.shape)).data.reduce((s, v, j) => s + v * r[j]!, 0);
+      const loss = (m: ReturnType<typeof make>, xx: Float64Array) => Array.from(m.forward(tensor(xx, c.shape)).data).reduce((s, v, j) => s + v * r[j]!, 0);
       const m = make();
       m.forward(tensor(x, c.shape));
       const dx = m.backward(tensor(r, c.shape));

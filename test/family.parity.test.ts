@@ -1,13 +1,11 @@
 // Parity with PyTorch for LayerNorm, GroupNorm, InstanceNorm1d/2d/3d and RMSNorm: every case of
 // test/fixtures/family.json.gz (gen_fixtures.py; RMSNorm computed with torch autograd, torch 1.13 has no nn.RMSNorm).
 import { describe, expect, it } from 'vitest';
-import { GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm, Module, Parameter, RMSNorm, tensor, type StateDict } from '../lib/index.js';
-import { expectClose, tolerance } from './helpers/compare.js';
+import { GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm, RMSNorm, type StateDict } from '../lib/index.js';
 import { loadCases, type FixtureCase } from './helpers/fixtures.js';
+import { replay, typed, type ReplayLayer } from './helpers/replay.js';
 
-type Layer = Module & { weight: Parameter | null; bias: Parameter | null; runningMean?: ArrayLike<number> | null; runningVar?: ArrayLike<number> | null };
-
-const MAKERS: Record<string, (args: unknown[], options: object) => Layer> = {
+const MAKERS: Record<string, (args: unknown[], options: object) => ReplayLayer> = {
   LayerNorm: (a, o) => new LayerNorm(a[0] as number[], o),
   RMSNorm: (a, o) => new RMSNorm(a[0] as number[], o),
   GroupNorm: (a, o) => new GroupNorm(a[0] as number, a[1] as number, o),
@@ -16,9 +14,7 @@ const MAKERS: Record<string, (args: unknown[], options: object) => Layer> = {
   InstanceNorm3d: (a, o) => new InstanceNorm3d(a[0] as number, o),
 };
 
-const typed = (dtype: string, data: readonly number[]) => (dtype === 'float32' ? Float32Array.from(data) : Float64Array.from(data));
-
-function build(c: FixtureCase): Layer {
+function build(c: FixtureCase): ReplayLayer {
   const layer = MAKERS[c.layer]!(c.args!, { ...c.options, dtype: c.dtype });
   if (c.initial && Object.keys(c.initial).length) {
     const shapes = layer.stateDict();
@@ -40,27 +36,7 @@ describe('the normalization family matches PyTorch', () => {
 
   for (const c of cases) {
     it(`${c.name} (${c.dtype})`, () => {
-      const tol = tolerance(c.dtype), layer = build(c);
-      c.steps.forEach((step, i) => {
-        const at = `step ${i + 1} (${step.mode})`;
-        layer.train(step.mode === 'train');
-        const y = layer.forward(tensor(typed(c.dtype, step.x.data), step.x.shape));
-        expect(y.shape).toEqual(step.x.shape);
-        expectClose(y.data, step.y, tol, `${at} y`);
-        if (step.dy && step.dx) expectClose(layer.backward(tensor(typed(c.dtype, step.dy.data), step.dy.shape)).data, step.dx, tol, `${at} dx`);
-        const s = step.state;
-        const check = (got: ArrayLike<number> | null | undefined, want: unknown, name: string) => {
-          if (want === undefined || want === null) return;
-          expect(got, `${at} ${name} exists`).toBeTruthy();
-          expectClose(got!, want as number[], tol, `${at} ${name}`);
-        };
-        check(layer.weight?.data, s.weight, 'weight');
-        check(layer.bias?.data, s.bias, 'bias');
-        check(layer.weight?.grad, s.weight_grad, 'weight.grad');
-        check(layer.bias?.grad, s.bias_grad, 'bias.grad');
-        check(layer.runningMean, s.running_mean, 'running_mean');
-        check(layer.runningVar, s.running_var, 'running_var');
-      });
+      replay(c, build(c));
     });
   }
 });
