@@ -80,7 +80,12 @@ function load(): NativeBinding {
   for (const file of candidates) {
     if (!existsSync(file)) { errors.push(`  ${file}: not found`); continue; }
     try {
-      return requireNative(file) as NativeBinding;
+      const loaded: unknown = requireNative(file);
+      if (typeof (loaded as Partial<NativeBinding> | null)?.forwardTrain !== 'function') {
+        errors.push(`  ${file}: loaded, but it is not a normkit addon of this version (rebuild it)`);
+        continue;
+      }
+      return loaded as NativeBinding;
     } catch (e) {
       errors.push(`  ${file}: ${(e as Error).message.split('\n')[0]}`);
     }
