@@ -61,14 +61,16 @@ const Kernels& kernels() {
 }
 
 const char* const* supported_isas(int* count) {
-  static const char* names[3];
-  const Features f = cpu_features();
-  int n = 0;
-  names[n++] = "baseline";
-  if (f.avx2) names[n++] = "avx2";
-  if (f.avx512) names[n++] = "avx512";
-  *count = n;
-  return names;
+  struct List { const char* names[3]; int n; };
+  static const List list = [] {  // computed once (thread-safe static init): workers may ask concurrently
+    List l{{"baseline", nullptr, nullptr}, 1};
+    const Features f = cpu_features();
+    if (f.avx2) l.names[l.n++] = "avx2";
+    if (f.avx512) l.names[l.n++] = "avx512";
+    return l;
+  }();
+  *count = list.n;
+  return list.names;
 }
 
 }  // namespace normkit
