@@ -151,7 +151,7 @@ export abstract class Module {
       }
       if (s.kind === 'float') {
         const v = value as { data?: unknown; shape?: unknown };
-        if (!isPlainObject(value) && typeof value !== 'object') { typeErrors.push(`${key}: expected a tensor but received ${describe(value)}`); continue; }
+        if (typeof value !== 'object' || value === null) { typeErrors.push(`${key}: expected a tensor but received ${describe(value)}`); continue; }
         if (!isFloatArray(v.data)) { typeErrors.push(`${key}: expected Float32Array or Float64Array data but received ${describe(v.data)}`); continue; }
         const shape = Array.isArray(v.shape) ? (v.shape as unknown[]) : null;
         if (!shape || shape.length !== s.shape.length || shape.some((d, i) => d !== s.shape[i]) || v.data.length !== s.array.length) {
