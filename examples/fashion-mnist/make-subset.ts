@@ -1,0 +1,29 @@
+// Regenerates data/: the first TRAIN training and TEST test images of the full Fashion-MNIST, as gzipped IDX files
+// of the same names, small enough to commit (~1.8 MB) so that the demo runs without the full data set.
+// Run: node dist/tools/examples/fashion-mnist/make-subset.js [FULL_DATA_DIR]
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { encodeIdx, readIdxFile } from './idx.js';
+import { SYSTEM_DATA_DIR, findDataFiles } from './data.js';
+import { shippedDataDir } from './paths.js';
+
+const TRAIN = 3000, TEST = 1000;
+
+const from = process.argv[2] ?? SYSTEM_DATA_DIR;
+const found = findDataFiles(from);
+if ('missing' in found) throw new Error(`${from}: missing ${found.missing.join(', ')}`);
+const parts: Array<[string, string, number]> = [
+  [found.files.trainImages, 'train-images-idx3-ubyte.gz', TRAIN],
+  [found.files.trainLabels, 'train-labels-idx1-ubyte.gz', TRAIN],
+  [found.files.testImages, 't10k-images-idx3-ubyte.gz', TEST],
+  [found.files.testLabels, 't10k-labels-idx1-ubyte.gz', TEST],
+];
+for (const [path, name, count] of parts) {
+  const idx = readIdxFile(path);
+  const perItem = idx.dims.slice(1).reduce((a, b) => a * b, 1);
+  const bytes = encodeIdx([count, ...idx.dims.slice(1)], idx.data.subarray(0, count * perItem));
+  const out = join(shippedDataDir(), name);
+  writeFileSync(out, gzipSync(bytes, { level: 9 }));  // zlib writes no timestamp: the output is reproducible
+  console.log(`${out}: ${count} of ${idx.dims[0]}`);
+}
