@@ -21,7 +21,7 @@ inline bool fuses(const Geometry& g, const Plan& pl, int64_t elem_bytes, int thr
 inline void finalize_group(const Plan& pl, int64_t grp, double n, double eps, double* pn, double* pmean, double* pm2,
                            double* mean, double* m2, double* invstd) {
   const int64_t o = grp * pl.tiles;
-  merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles, 1);
+  merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles);
   mean[grp] = pmean[o]; m2[grp] = pm2[o];
   invstd[grp] = 1.0 / std::sqrt(m2[grp] / n + eps);
 }
@@ -89,8 +89,8 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const dou
     parallel_for(g.groups(), threads, [&](int64_t grp) {
       const int64_t o = grp * pl.tiles;
       for (int64_t t = 0; t < pl.tiles; ++t) tile_grad_sums<T>(dy, x, nullptr, g, pl, grp, t, mean, p_dy[o + t], p_dyx[o + t]);
-      merge_sums_pairwise(p_dy + o, pl.tiles, 1);
-      merge_sums_pairwise(p_dyx + o, pl.tiles, 1);
+      merge_sums_pairwise(p_dy + o, pl.tiles);
+      merge_sums_pairwise(p_dyx + o, pl.tiles);
       sum_dy[grp] = p_dy[o]; sum_dyx[grp] = p_dyx[o];
       double a, b, c;
       training_coefs(gamma ? gamma[grp] : 1.0, invstd[grp], n, sum_dy[grp], sum_dyx[grp], a, b, c);

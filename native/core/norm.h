@@ -149,17 +149,16 @@ void moments(const T* x, const Geometry& g, double* mean, double* m2, double* sc
     moments_group_walk(x, g, pl, pn, pmean, pm2, threads);
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
-      merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles, 1);
+      merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles);
       mean[grp] = pmean[o]; m2[grp] = pm2[o];
     }
   } else {
     moments_row_walk(x, g, pl, pn, pmean, pm2, pm2 + pl.partials, threads);
-    for (int64_t p = 0; p < g.P; ++p)
-      for (int64_t b = 0; b < g.B; ++b) {
-        const int64_t o = p * pl.tiles * g.B + b;
-        merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles, g.B);
-        mean[p * g.B + b] = pmean[o]; m2[p * g.B + b] = pm2[o];
-      }
+    for (int64_t p = 0; p < g.P; ++p) {
+      const int64_t o = p * pl.tiles * g.B;
+      merge_moments_rows(pn + o, pmean + o, pm2 + o, pl.tiles, g.B);
+      for (int64_t b = 0; b < g.B; ++b) mean[p * g.B + b] = pmean[o + b], m2[p * g.B + b] = pm2[o + b];
+    }
   }
 }
 
@@ -337,8 +336,8 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
     });
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
-      merge_sums_pairwise(p_dy + o, pl.tiles, 1);
-      merge_sums_pairwise(p_dyx + o, pl.tiles, 1);
+      merge_sums_pairwise(p_dy + o, pl.tiles);
+      merge_sums_pairwise(p_dyx + o, pl.tiles);
       sum_dy[grp] = p_dy[o]; sum_dy_xmu[grp] = p_dyx[o];
     }
     return;
@@ -365,13 +364,12 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
       }
     });
   });
-  for (int64_t p = 0; p < g.P; ++p)
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t o = p * pl.tiles * B + b;
-      merge_sums_pairwise(p_dy + o, pl.tiles, B);
-      merge_sums_pairwise(p_dyx + o, pl.tiles, B);
-      sum_dy[p * B + b] = p_dy[o]; sum_dy_xmu[p * B + b] = p_dyx[o];
-    }
+  for (int64_t p = 0; p < g.P; ++p) {
+    const int64_t o = p * pl.tiles * B;
+    merge_sums_rows(p_dy + o, pl.tiles, B);
+    merge_sums_rows(p_dyx + o, pl.tiles, B);
+    for (int64_t b = 0; b < B; ++b) sum_dy[p * B + b] = p_dy[o + b], sum_dy_xmu[p * B + b] = p_dyx[o + b];
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -399,9 +397,7 @@ void param_grad(const T* dy, const T* x, const Geometry& g, const double* mean, 
       }
     }
   });
-  for (int64_t k = 0; k < K; ++k) {
-    merge_sums_pairwise(pw + k, blocks, K);
-    merge_sums_pairwise(pb + k, blocks, K);
-    dw[k] = pw[k]; db[k] = pb[k];
-  }
+  merge_sums_rows(pw, blocks, K);
+  merge_sums_rows(pb, blocks, K);
+  for (int64_t k = 0; k < K; ++k) dw[k] = pw[k], db[k] = pb[k];
 }
