@@ -52,7 +52,9 @@ async function tryPeer<T>(name: string, f: () => Promise<T>): Promise<T | string
   }
 }
 
-async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', torch: Map<string, Record<Op, number>>) {
+// Phase 'normkit' measures normkit on an otherwise idle process and adds the rows; phase 'peers' (run after every
+// shape's normkit phase, so no peer runtime's threads are around while normkit is timed) fills in the peers.
+async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', torch: Map<string, Record<Op, number>>, phase: 'normkit' | 'peers') {
   const Ctor = dtype === 'float32' ? Float32Array : Float64Array, n = numel(s.shape), C = channels(s);
   const x = random(Ctor, n, 1), dy = random(Ctor, n, 2), y = new Ctor(n), dx = new Ctor(n), dst = new Ctor(n);
   const tensor = { data: x, shape: s.shape }, dyT = { data: dy, shape: s.shape };
@@ -64,9 +66,24 @@ async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', torch: Ma
     bwd: () => F.batchNormBackward(dyT, tensor, { weight, saveMean: saved.saveMean, saveInvstd: saved.saveInvstd, channelsLast: s.channelsLast, out: dx }),
   };
 
-  // Peers that do not take a thread count: measured once per shape and dtype.
+  if (phase === 'normkit') {
+    for (const threads of threadCounts) {
+      setNumThreads(threads);
+      const copy = () => nativeBinding.copy(x, dst, threads);
+      const copy1 = () => nativeBinding.copy(x, dst, 1);
+      const copy1Ms = median(Array.from({ length: s.tiny ? 200 : 5 }, () => timeOnce(copy1)));
+      for (const op of OPS) {
+        const p = paired(ops[op], copy, s.tiny ? TINY_REPS : REPS);
+        const t = torch.get(`${s.name}|${dtype}|${threads}`);
+        rows.push({ shape: s.name, dtype, threads, op, normkitMs: p.ms, copyMs: p.copyMs, ratio: p.ratio, copy1Ms,
+          peers: t ? { torch: t[op] } : {} });
+      }
+    }
+    return;
+  }
+  // Then the peers. Those without a thread count are measured once per shape and dtype.
   const peers: Record<Op, Record<string, number | string>> = { fwd: {}, eval: {}, bwd: {} };
-  if (!flag('--no-peers')) {
+  {
     const l = layoutOf(s.shape, s.channelsLast);
     const st = jsForwardTrain(x, y, l, 1e-5);
     const reps = s.tiny ? 200 : PEER_REPS;
@@ -88,26 +105,18 @@ async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', torch: Ma
       peerStatus[name] ??= 'ok';
     }
   }
-  for (const threads of threadCounts) {
-    setNumThreads(threads);
-    const copy = () => nativeBinding.copy(x, dst, threads);
-    const copy1 = () => nativeBinding.copy(x, dst, 1);
-    const copy1Ms = median(Array.from({ length: s.tiny ? 200 : 5 }, () => timeOnce(copy1)));
-    const threadPeers: Record<string, number | string> = {};
-    if (!flag('--no-peers')) {
-      if (s.channelsLast) threadPeers.ort = 'NCHW only';
-      else {
-        const run = await tryPeer('onnxruntime-node', () => onnxEval(peersRequire, s.shape, x, threads));
-        threadPeers.ort = typeof run === 'string' ? run : await repeat(run, s.tiny ? 500 : PEER_REPS * 2);
-        if (typeof run !== 'string') peerStatus['onnxruntime-node'] ??= 'ok';
-      }
+  {
+    for (const threads of threadCounts) {
+      if (s.channelsLast) { peers.eval[`ort@${threads}`] = 'NCHW only'; continue; }
+      const run = await tryPeer('onnxruntime-node', () => onnxEval(peersRequire, s.shape, x, threads));
+      peers.eval[`ort@${threads}`] = typeof run === 'string' ? run : await repeat(run, s.tiny ? 500 : PEER_REPS * 2);
+      if (typeof run !== 'string') peerStatus['onnxruntime-node'] ??= 'ok';
     }
-    for (const op of OPS) {
-      const p = paired(ops[op], copy, s.tiny ? TINY_REPS : REPS);
-      const t = torch.get(`${s.name}|${dtype}|${threads}`);
-      rows.push({ shape: s.name, dtype, threads, op, normkitMs: p.ms, copyMs: p.copyMs, ratio: p.ratio, copy1Ms,
-        peers: { ...peers[op], ...(op === 'eval' ? threadPeers : {}), ...(t ? { torch: t[op] } : {}) } });
-    }
+  }
+  for (const row of rows.filter((r) => r.shape === s.name && r.dtype === dtype)) {
+    const own = Object.entries(peers[row.op]).filter(([k]) => !k.startsWith('ort@'));
+    const ort = peers[row.op][`ort@${row.threads}`];
+    row.peers = { ...Object.fromEntries(own), ...(ort !== undefined ? { ort } : {}), ...row.peers };
   }
 }
 
@@ -154,9 +163,12 @@ async function main() {
       peerStatus.torch = `ok (PyTorch ${r.version}, run by /usr/bin/python3 before the rest)`;
     } catch (e) { peerStatus.torch = `failed: ${(e as Error).message.split('\n')[0]}`; }
   } else peerStatus.torch = `not run: ${torchMissing}`;
-  for (const s of shapes) for (const dtype of ['float32', 'float64'] as const) {
-    process.stderr.write(`  ${s.name} ${dtype}…\n`);
-    await benchShape(s, dtype, torch);
+  for (const phase of ['normkit', 'peers'] as const) {
+    if (phase === 'peers' && flag('--no-peers')) break;
+    for (const s of shapes) for (const dtype of ['float32', 'float64'] as const) {
+      process.stderr.write(`  ${phase}: ${s.name} ${dtype}…\n`);
+      await benchShape(s, dtype, torch, phase);
+    }
   }
   printTable();
   console.log('\nPeers:', Object.entries(peerStatus).map(([k, v]) => `${k}: ${v}`).join('; ') || 'none run');
