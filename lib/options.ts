@@ -1,7 +1,6 @@
 // Option objects with PyTorch's defaults. A key left out or set to `undefined` takes its default (never `??`:
 // `momentum: null` is a real value, the cumulative average). Unknown keys are refused with a hint.
 import { closestName, invalidRange, invalidType } from './errors.js';
-import type { DType, FloatArray } from './tensor.js';
 import { isFloatArray } from './tensor.js';
 
 export type Check = (value: unknown, name: string) => void;
@@ -60,7 +59,6 @@ export const checks = {
   floatArray: ((v, name) => {
     if (!isFloatArray(v)) throw invalidType(name, 'a Float32Array or Float64Array', v);
   }) as Check,
-  any: (() => undefined) as Check,
 };
 
 /** A positive integer constructor argument: TypeError if not a number, RangeError otherwise. */
@@ -70,4 +68,3 @@ export function checkPositiveInt(v: unknown, name: string): number {
   return v;
 }
 
-export type { DType, FloatArray };
