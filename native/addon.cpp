@@ -9,7 +9,9 @@
 #include <napi.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <new>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -31,25 +33,38 @@ std::mutex& kernel_mutex() {
 // Scratch for the kernels (partials, per-group coefficients): one arena per calling thread (the main thread, or a
 // libuv pool thread), grown when needed and never freed or cleared, so a call allocates nothing and takes no page
 // faults once warm (pytorch#52011: fresh large buffers cost more in page faults than the kernel itself).
-double* scratch_arena(int64_t doubles) {
+double* scratch_arena(int64_t doubles) {  // doubles < 0: release the arena
   thread_local std::unique_ptr<double[]> arena;
   thread_local int64_t capacity = 0;
+  if (doubles < 0) {
+    arena.reset();
+    capacity = 0;
+    return nullptr;
+  }
   if (doubles > capacity) {
+    arena.reset();
+    capacity = 0;
     arena.reset(new double[static_cast<size_t>(doubles)]);
     capacity = doubles;
   }
   return arena.get();
 }
 
+// Arenas above this size are released after the call, so one huge call does not pin its scratch for good.
+constexpr int64_t kKeepScratchDoubles = int64_t(8) << 20;  // 64 MB
+
 struct Job {
   std::function<void(double* scratch)> run;
   int64_t scratch_doubles = 0;
   bool param_grad = false;
   std::vector<Napi::Value> arrays;  // typed arrays the job reads or writes: pinned while it runs async
-  void operator()() {
+  void operator()() {  // may throw std::bad_alloc (scratch): run_sync maps it, AsyncWorker rejects with it
     double* scratch = scratch_arena(scratch_doubles);
-    std::lock_guard<std::mutex> lock(kernel_mutex());
-    run(scratch);
+    {
+      std::lock_guard<std::mutex> lock(kernel_mutex());
+      run(scratch);
+    }
+    if (scratch_doubles > kKeepScratchDoubles) scratch_arena(-1);
   }
 };
 
@@ -94,6 +109,12 @@ const double* optional_f64(const Napi::CallbackInfo& info, size_t i, const char*
   return static_cast<const double*>(typed(info, i, name, DType::f64, need, job));
 }
 
+// More threads than a few per core only adds idle OpenMP threads (libgomp keeps a team per calling thread).
+int clamp_threads(double requested) {
+  const double cap = std::max(16, 4 * omp_get_num_procs());
+  return requested < 1 || requested != requested ? 1 : static_cast<int>(std::min(requested, cap));
+}
+
 // (P, A, B, K, threads) at info[0..4]: non-negative integers whose product is exact in a double.
 Shape4 shape_arg(const Napi::CallbackInfo& info, int* threads) {
   Napi::Env env = info.Env();
@@ -103,8 +124,12 @@ Shape4 shape_arg(const Napi::CallbackInfo& info, int* threads) {
     d[i] = info[i].As<Napi::Number>().DoubleValue();
     if (!(d[i] >= 0) || d[i] != std::floor(d[i]) || d[i] > 9007199254740991.0) internal(env, "bad geometry");
   }
-  if (d[0] * d[1] * d[2] * d[3] > 9007199254740991.0) internal(env, "geometry too large");
-  *threads = d[4] < 1 ? 1 : d[4] > 1024 ? 1024 : static_cast<int>(d[4]);
+  // Every product the glue and the kernels form (P*B, A*K, P*A*B*K, ...) must be exact, also when another
+  // dimension is 0: bound the product of the non-zero dimensions.
+  double product = 1;
+  for (int i = 0; i < 4; ++i) product *= d[i] > 0 ? d[i] : 1;
+  if (product > 9007199254740991.0) internal(env, "geometry too large");
+  *threads = clamp_threads(d[4]);
   return Shape4{static_cast<int64_t>(d[0]), static_cast<int64_t>(d[1]), static_cast<int64_t>(d[2]),
                 static_cast<int64_t>(d[3])};
 }
@@ -259,7 +284,12 @@ class JobWorker final : public Napi::AsyncWorker {
 template <Job (*Parse)(const Napi::CallbackInfo&)>
 Napi::Value run_sync(const Napi::CallbackInfo& info) {
   Job job = Parse(info);
-  job();
+  try {
+    job();
+  } catch (const std::bad_alloc&) {  // node-addon-api would otherwise let it reach std::terminate
+    throw Napi::RangeError::New(info.Env(), "normkit: out of memory for " + std::to_string(job.scratch_doubles * 8) +
+                                                " bytes of kernel scratch");
+  }
   return info.Env().Undefined();
 }
 
@@ -277,7 +307,8 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   const View src = typed_view(info, 0, "src", job), dst = typed_view(info, 1, "dst", job);
   const size_t width = src.dtype == DType::f32 ? 4 : 8;
   if (src.dtype != dst.dtype || src.length != dst.length) internal(info.Env(), "copy: arrays differ");
-  const int nt = info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 1;
+  const int nt = info[2].IsNumber() ? clamp_threads(info[2].As<Napi::Number>().DoubleValue()) : 1;
+  std::lock_guard<std::mutex> lock(kernel_mutex());
   const size_t bytes = static_cast<size_t>(src.length) * width;
   const auto* s = static_cast<const char*>(src.data);
   auto* d = static_cast<char*>(dst.data);

@@ -1,7 +1,7 @@
 // Results are bit-identical for every thread count and for sync vs async calls: work is cut by the shape,
 // partials are indexed by task and merged in a fixed order (compare two normkit runs on purpose).
 import { afterAll, describe, it } from 'vitest';
-import { BatchNorm2d, functional as F, getNumThreads, setNumThreads, tensor, type Tensor } from '../lib/index.js';
+import { BatchNorm2d, functional as F, getNumThreads, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm, setNumThreads, tensor, type Tensor } from '../lib/index.js';
 import { expectBitIdentical, randn } from './helpers/compare.js';
 
 const initial = getNumThreads();
@@ -60,4 +60,33 @@ describe('sync and async give the same bits', () => {
       expectBitIdentical(b.weight!.grad!, a.weight!.grad!, 'weight.grad');
     }
   });
+});
+
+describe('the family is thread-count independent too', () => {
+  const layers: Array<[string, () => import('../lib/index.js').Module, number[]]> = [
+    ['LayerNorm (paramGrad column sums)', () => new LayerNorm(257), [301, 257]],
+    ['RMSNorm', () => new RMSNorm([3, 97]), [130, 3, 97]],
+    ['GroupNorm', () => new GroupNorm(3, 12), [9, 12, 31, 17]],
+    ['GroupNorm channels-last', () => new GroupNorm(4, 32, { channelsLast: true }), [5, 29, 31, 32]],
+    ['InstanceNorm2d with running stats', () => new InstanceNorm2d(7, { affine: true, trackRunningStats: true }), [6, 7, 37, 41]],
+  ];
+  for (const [name, make, shape] of layers) {
+    it(name, () => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = tensor(randn(n, 11, Float32Array).map((v, i) => v * 3 + (i % 5)), shape), dy = tensor(randn(n, 12, Float32Array), shape);
+      const run = (threads: number) => {
+        setNumThreads(threads);
+        const m = make();
+        const y = m.forward(x).data, dx = m.backward(dy).data;
+        return { y, dx, grads: m.parameters().map((p) => p.grad!) };
+      };
+      const ref = run(1);
+      for (const t of [2, 3, 8]) {
+        const got = run(t);
+        expectBitIdentical(got.y, ref.y, `${name} y, ${t} threads`);
+        expectBitIdentical(got.dx, ref.dx, `${name} dx, ${t} threads`);
+        got.grads.forEach((g, i) => expectBitIdentical(g, ref.grads[i]!, `${name} grad ${i}, ${t} threads`));
+      }
+    });
+  }
 });

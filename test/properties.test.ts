@@ -58,11 +58,17 @@ class Backward implements fc.Command<Model, Real> {
   run(m: Model, bn: Real) {
     const x = m.lastX!, N = x.length / C, dy = batch(N, this.seed + 99);
     const before = bn.weight!.grad ? Array.from(bn.weight!.grad) : [0, 0, 0];
+    const beforeBias = bn.bias!.grad ? Array.from(bn.bias!.grad) : [0, 0, 0];
     bn.backward(tensor(dy, [N, C]));
-    // the gradient added is the functional one for the same saved statistics
-    const r = bn.training ? F.batchNorm(tensor(x, [N, C]), { training: true, weight: bn.weight!.data }) : null;
-    const g = r ? F.batchNormBackward(tensor(dy, [N, C]), tensor(x, [N, C]), { weight: bn.weight!.data, saveMean: r.saveMean, saveInvstd: r.saveInvstd }) : null;
-    if (g) bn.weight!.grad!.forEach((v, c) => expect(v).toBeCloseTo(before[c]! + g.dweight[c]!, 10));
+    // the gradient added is the functional one for the same statistics: the batch's in training, the running
+    // stats in eval (which the eval forward left untouched)
+    const stats = bn.training
+      ? F.batchNorm(tensor(x, [N, C]), { training: true, weight: bn.weight!.data })
+      : { saveMean: Float64Array.from(bn.runningMean!), saveInvstd: Float64Array.from(bn.runningVar!, (v) => 1 / Math.sqrt(v + 1e-5)) };
+    const g = F.batchNormBackward(tensor(dy, [N, C]), tensor(x, [N, C]),
+      { weight: bn.weight!.data, saveMean: stats.saveMean, saveInvstd: stats.saveInvstd, training: bn.training });
+    bn.weight!.grad!.forEach((v, c) => expect(v).toBeCloseTo(before[c]! + g.dweight[c]!, 10));
+    bn.bias!.grad!.forEach((v, c) => expect(v).toBeCloseTo(beforeBias[c]! + g.dbias[c]!, 10));
     m.grad = Array.from(bn.weight!.grad!);
   }
   toString() { return 'backward'; }
