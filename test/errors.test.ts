@@ -58,6 +58,12 @@ describe('layer forward rejects bad input without touching state', () => {
     it(name, () => { const bn = trained(); expectUnchanged(bn, () => act(bn), type, message); });
   }
 
+  it('a backward out sharing memory with the saved input', () => {
+    const bn = trained(), t = x4([2, 3, 2, 2]);
+    bn.forward(t);
+    expectUnchanged(bn, () => bn.backward(x4([2, 3, 2, 2]), { out: t.data }), RangeError, /BatchNorm2d\.backward: out must not share memory with the input/);
+  });
+
   it('a detached input buffer', () => {
     const bn = trained();
     const data = new Float32Array(12);

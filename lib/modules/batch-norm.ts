@@ -51,6 +51,7 @@ export abstract class BatchNormBase extends NormBase {
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
+    this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.batchNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, {
       weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd,
       training: saved.training, channelsLast: this.channelsLast, out,

@@ -81,6 +81,7 @@ export class GroupNorm extends Module {
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
+    this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.groupNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.numGroups, {
       weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, channelsLast: this.channelsLast, out });
     if (this.weight && this.bias) {

@@ -55,6 +55,7 @@ export abstract class InstanceNormBase extends NormBase {
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
+    this.checkOutAlias(out, saved.x, 'backward');
     const d = checkTensor(dy, 'dy');
     const r = yield* F.instanceNormBackwardSteps(d.shape.length === saved.x.shape.length - 1 ? { data: d.data, shape: [1, ...d.shape] } : d,
       saved.x, { weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, useInputStats: saved.useInputStats, out });

@@ -89,6 +89,7 @@ export class LayerNorm extends TrailingNorm {
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
+    this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.layerNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.normalizedShape, {
       weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, out });
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
@@ -121,6 +122,7 @@ export class RMSNorm extends TrailingNorm {
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
+    this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.rmsNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.normalizedShape, {
       weight: this.weight?.data ?? null, saveInvRms: saved.invRms, out });
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);

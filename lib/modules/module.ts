@@ -73,10 +73,10 @@ export abstract class Module {
     return new Error(`${this.layerName}: backward called before forward (there is nothing to differentiate)`);
   }
 
-  /** `out` must not share memory with an input that backward will read again. */
-  protected checkOutAlias(out: FloatArray | undefined, x: Tensor): void {
+  /** `out` must not share memory with the input that backward reads (in forward, and again in every backward). */
+  protected checkOutAlias(out: FloatArray | undefined, x: Tensor, what: 'forward' | 'backward' = 'forward'): void {
     if (out && out.buffer === x.data.buffer) {
-      throw new RangeError(`${this.layerName}.forward: out must not share memory with the input (backward reads the input)`);
+      throw new RangeError(`${this.layerName}.${what}: out must not share memory with the input (backward reads the input)`);
     }
   }
 
