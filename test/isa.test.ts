@@ -1,66 +1,121 @@
-// Every SIMD path this CPU supports (NORMKIT_ISA forces one; a child process each, since the choice is made once
-// at load) agrees with the others and reports itself in buildInfo().
+// Every SIMD path this CPU supports, each forced with NORMKIT_ISA in a child process (the choice is made once at
+// load), runs every kernel — the fused training forward and backward, the two-phase walk, the row walk, the
+// weight-gradient column reduction, streaming stores and odd tails — and each path's results are checked against
+// the independent float64 reference. Which paths must be exercised comes from /proc/cpuinfo, not from the
+// addon's own CPUID detection, so a detection bug cannot hide a path.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildInfo } from '../lib/index.js';
-import { expectClose } from './helpers/compare.js';
+import { expectNear, rng } from './helpers/compare.js';
+import { byChannel, byRow, bySampleGroup, refNorm, refNormBackward, type Grouping } from './helpers/reference.js';
 
 const root = join(__dirname, '..');
 
-// A child that loads the built addon through the source tree's loader is awkward without a TS runner, so it
-// drives the addon directly with the same kernel calls lib/ makes.
+// Outputs of 4M+ elements (over the 16 MB streaming threshold in float32), with odd sizes for the tails.
+interface Case { name: string; layer: string; args: number[]; options?: object; shape: number[]; dtype: 'float32' | 'float64'; gr: Grouping; rms?: boolean; eps: number }
+const CASES: Case[] = [
+  { name: 'BatchNorm2d NCHW, fused walk', layer: 'BatchNorm2d', args: [61], shape: [15, 61, 67, 69], dtype: 'float32', gr: byChannel([15, 61, 67, 69], false), eps: 1e-5 },
+  { name: 'BatchNorm2d NCHW, two-phase walk', layer: 'BatchNorm2d', args: [3], shape: [2, 3, 1023, 1025], dtype: 'float32', gr: byChannel([2, 3, 1023, 1025], false), eps: 1e-5 },
+  { name: 'BatchNorm1d 2-D, row walk', layer: 'BatchNorm1d', args: [263], shape: [16383, 263], dtype: 'float32', gr: byChannel([16383, 263], false), eps: 1e-5 },
+  { name: 'BatchNorm2d NCHW float64, fused walk', layer: 'BatchNorm2d', args: [33], shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
+  { name: 'LayerNorm, weight-gradient columns', layer: 'LayerNorm', args: [517], shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), eps: 1e-5 },
+  { name: 'RMSNorm', layer: 'RMSNorm', args: [517], options: { eps: 1e-6 }, shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), rms: true, eps: 1e-6 },
+  { name: 'GroupNorm(8)', layer: 'GroupNorm', args: [8, 64], shape: [4, 64, 127, 129], dtype: 'float32', gr: bySampleGroup([4, 64, 127, 129], 8), eps: 1e-5 },
+];
+
+function inputs(c: Case) {
+  const n = c.shape.reduce((a, b) => a * b, 1), r = rng(11);
+  const Ctor = c.dtype === 'float32' ? Float32Array : Float64Array;
+  const x = new Ctor(n), dy = new Ctor(n);
+  for (let i = 0; i < n; i++) { x[i] = (r() - 0.5) * 4 + 2; dy[i] = r() - 0.5; }
+  return { x, dy };
+}
+
+// The child: the public API through the built dist/, one ISA, every case; outputs to raw files for the parent.
 const CHILD = `
-const nb = require(${JSON.stringify(join(root, 'build/Release/normkit.node'))});
-const out = { isa: nb.info().isa, results: {} };
-for (const [name, [P, A, B, K]] of Object.entries({ nchw: [1, 6, 5, 1237], rows: [1, 3001, 11, 1] })) {
-  for (const Ctor of [Float32Array, Float64Array]) {
-    const n = P * A * B * K, G = P * B;
-    const x = new Ctor(n).map((_, i) => Math.sin(i * 0.37) * 3 + 100), dy = new Ctor(n).map((_, i) => Math.cos(i * 0.11));
-    const mean = new Float64Array(G), m2 = new Float64Array(G);
-    nb.moments(P, A, B, K, 2, x, mean, m2);
-    const invstd = m2.map((v) => 1 / Math.sqrt(v / (A * K) + 1e-5)), y = new Ctor(n), dx = new Ctor(n);
-    nb.normalize(P, A, B, K, 2, x, y, mean, invstd, new Float64Array(G).fill(0.5));
-    const sdy = new Float64Array(G), sdx = new Float64Array(G);
-    nb.backwardReduce(P, A, B, K, 2, dy, x, mean, sdy, sdx);
-    nb.backwardApply(P, A, B, K, 2, dy, x, dx, mean, invstd, invstd.map((v, i) => -v * v * v * sdx[i] / (A * K)), invstd.map((v, i) => -v * sdy[i] / (A * K)));
-    out.results[name + Ctor.name] = { mean: [...mean], m2: [...m2], y: [...y], dx: [...dx], sdy: [...sdy], sdx: [...sdx] };
+const nk = require(${JSON.stringify(join(root, 'dist/cjs/index.js'))});
+const fs = require('fs'), path = require('path');
+const [dir, inputsDir] = process.argv.slice(2);
+const cases = JSON.parse(fs.readFileSync(path.join(inputsDir, 'cases.json'), 'utf8'));
+nk.setNumThreads(2);
+for (const [i, c] of cases.entries()) {
+  const Ctor = c.dtype === 'float32' ? Float32Array : Float64Array;
+  const read = (f) => new Ctor(new Uint8Array(fs.readFileSync(path.join(inputsDir, i + f))).buffer);
+  const layer = new nk[c.layer](...c.args, { ...c.options, dtype: c.dtype });
+  const w = layer.weight, b = layer.bias;
+  if (w) w.data.forEach((_, k) => { w.data[k] = 0.5 + (k % 7) / 4; });
+  if (b) b.data.forEach((_, k) => { b.data[k] = ((k % 5) - 2) / 3; });
+  const y = layer.forward({ data: read('.x'), shape: c.shape });
+  const dx = layer.backward({ data: read('.dy'), shape: c.shape });
+  for (const [name, a] of [['y', y.data], ['dx', dx.data], ['dweight', w && w.grad], ['dbias', b && b.grad]]) {
+    if (a) fs.writeFileSync(path.join(dir, i + '.' + name), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   }
 }
-process.stdout.write(JSON.stringify(out));
+process.stdout.write(JSON.stringify({ isa: nk.buildInfo().simd }));
 `;
 
-interface ChildOut { isa: string; results: Record<string, Record<string, number[]>> }
+/** The ISA paths this CPU can run, from the kernel's view of the CPU flags (x86-64-v3 and -v4 as GCC defines them). */
+function pathsFromCpuinfo(): string[] {
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
+  const has = (...f: string[]) => f.every((x) => flags.has(x));
+  const paths = ['baseline'];
+  if (has('avx2', 'fma', 'bmi1', 'bmi2', 'f16c', 'abm', 'movbe', 'xsave')) paths.push('avx2');
+  if (paths.includes('avx2') && has('avx512f', 'avx512bw', 'avx512cd', 'avx512dq', 'avx512vl')) paths.push('avx512');
+  return paths;
+}
 
-describe('SIMD dispatch', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'normkit-isa-'));
-  const script = join(dir, 'child.cjs');
+const x64Linux = process.platform === 'linux' && process.arch === 'x64';
+
+describe.runIf(x64Linux)('SIMD dispatch', () => {
+  const work = mkdtempSync(join(tmpdir(), 'normkit-isa-'));
+  const script = join(work, 'child.cjs');
   writeFileSync(script, CHILD);
-  const runWith = (isa: string): ChildOut =>
-    JSON.parse(execFileSync(process.execPath, [script], { env: { ...process.env, NORMKIT_ISA: isa }, encoding: 'utf8', maxBuffer: 1 << 28 })) as ChildOut;
-  const supported = buildInfo().supportedSimd;
+  writeFileSync(join(work, 'cases.json'), JSON.stringify(CASES.map(({ gr: _gr, ...c }) => c)));
+  const data = CASES.map((c, i) => {
+    const { x, dy } = inputs(c);
+    writeFileSync(join(work, `${i}.x`), new Uint8Array(x.buffer));
+    writeFileSync(join(work, `${i}.dy`), new Uint8Array(dy.buffer));
+    return { x, dy };
+  });
+  const runWith = (isa: string): { isa: string; dir: string } => {
+    const dir = mkdtempSync(join(work, `${isa}-`));
+    const r = JSON.parse(execFileSync(process.execPath, [script, dir, work], {
+      env: { ...process.env, NORMKIT_ISA: isa }, encoding: 'utf8' })) as { isa: string };
+    return { isa: r.isa, dir };
+  };
+  const expectedPaths = pathsFromCpuinfo();
 
-  it('picks the best supported path by default', () => {
-    expect(supported[0]).toBe('baseline');
-    expect(buildInfo().simd).toBe(process.env.NORMKIT_ISA && supported.includes(process.env.NORMKIT_ISA) ? process.env.NORMKIT_ISA : supported.at(-1));
+  it('supports exactly the paths /proc/cpuinfo allows, and picks the best by default', () => {
+    expect(buildInfo().supportedSimd).toEqual(expectedPaths);
+    const forced = process.env.NORMKIT_ISA;
+    expect(buildInfo().simd).toBe(forced && expectedPaths.includes(forced) ? forced : expectedPaths.at(-1));
   });
 
-  it(`every supported path (${supported.join(', ')}) agrees with baseline`, () => {
-    const base = runWith('baseline');
-    expect(base.isa).toBe('baseline');
-    for (const isa of supported.slice(1)) {
+  for (const isa of expectedPaths) {
+    it(`${isa}: every kernel at streaming size matches the float64 reference`, () => {
       const got = runWith(isa);
       expect(got.isa).toBe(isa);
-      for (const [k, r] of Object.entries(base.results)) {
-        const tol = k.endsWith('Float32Array') ? { rtol: 2e-6, atol: 2e-5 } : { rtol: 1e-12, atol: 1e-11 };
-        for (const field of Object.keys(r)) expectClose(got.results[k]![field]!, r[field]!, tol, `${isa} ${k} ${field}`);
-      }
-    }
-  });
+      CASES.forEach((c, i) => {
+        const { x, dy } = data[i]!;
+        const Ctor = c.dtype === 'float32' ? Float32Array : Float64Array;
+        const read = (name: string) => new Ctor(new Uint8Array(readFileSync(join(got.dir, `${i}.${name}`))).buffer);
+        const weight = Float64Array.from({ length: c.gr.params }, (_, k) => 0.5 + (k % 7) / 4);
+        const bias = c.rms ? null : Float64Array.from({ length: c.gr.params }, (_, k) => ((k % 5) - 2) / 3);
+        const ref = refNorm(x, c.gr, c.eps, { rms: c.rms, weight, bias });
+        const rb = refNormBackward(x, dy, c.gr, c.eps, { rms: c.rms, weight, stats: ref });
+        const tol = c.dtype === 'float32' ? 2e-6 : 1e-12;
+        expectNear(read('y'), ref.y, tol, `${isa} ${c.name} y`);
+        expectNear(read('dx'), rb.dx, tol, `${isa} ${c.name} dx`);
+        expectNear(read('dweight'), rb.dweight, tol, `${isa} ${c.name} dweight`);
+        if (bias) expectNear(read('dbias'), rb.dbias, tol, `${isa} ${c.name} dbias`);
+      });
+    });
+  }
 
   it('an unsupported NORMKIT_ISA value falls back to a path that runs', () => {
-    expect(supported).toContain(runWith('sse9000').isa);
+    expect(expectedPaths).toContain(runWith('sse9000').isa);
   });
 });

@@ -17,6 +17,22 @@ export function expectClose(actual: Numeric, expected: Numeric, tol: { rtol: num
   }
 }
 
+/**
+ * |actual - expected| <= tol * max|expected| for every element: for large tensors computed in float32 from double
+ * statistics, rounding stays far below it, while a stale tile, a wrong group or a missing tail is far above it.
+ * One expect per array, so it stays fast on 25M elements; a failure names the first offending index.
+ */
+export function expectNear(actual: Numeric, expected: Numeric, tol: number, what = 'value'): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+  const bound = tol * scale + 1e-30;
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i]! - expected[i]!);
+    if (!(d <= bound)) expect.fail(`${what}: index ${i}: got ${actual[i]}, expected ${expected[i]} (|diff| ${d} > ${bound})`);
+  }
+}
+
 /** Bit-identical typed arrays (NaN payloads included). */
 export function expectBitIdentical(a: Float32Array | Float64Array, b: Float32Array | Float64Array, what = 'value'): void {
   expect(a.constructor, `${what}: dtype`).toBe(b.constructor);
