@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { buildInfo, functional as F, setNumThreads, type FloatArray } from 'normkit';
 import { jsBackward, jsEval, jsForwardTrain, layoutOf } from './peers/js-loop.js';
+import { onednnAvailable, runOnednn, type OnednnCase, type OnednnTimes } from './peers/onednn.js';
 import { onnxEval } from './peers/onnx.js';
 import { loadTfjs, tfjsOps } from './peers/tfjs.js';
 import { runTorch, torchAvailable, type TorchCase } from './peers/torch.js';
@@ -26,12 +27,12 @@ const OPS = ['fwd', 'eval', 'bwd'] as const;
 type Op = typeof OPS[number];
 
 // The internal binding's memcpy over OpenMP threads: the roofline.
-const nativeBinding = (require(join(root, 'dist/cjs/binding.js')) as { native(): { copy(s: FloatArray, d: FloatArray, t: number): void } }).native();
+const nativeBinding = (require(join(root, 'dist/cjs/binding.js')) as { native(): { copy(s: FloatArray, d: FloatArray, t: number, streaming?: boolean): void } }).native();
 const peersRequire = createRequire(join(root, 'bench', 'peer-deps', 'package.json'));
 
 interface Row {
   shape: string; dtype: string; threads: number; op: Op;
-  normkitMs: number; copyMs: number; ratio: number; copy1Ms: number;
+  normkitMs: number; copyMs: number; ratio: number; ntCopyMs: number; ntRatio: number; copy1Ms: number;
   peers: Record<string, number | string>;
 }
 const rows: Row[] = [];
@@ -54,7 +55,9 @@ async function tryPeer<T>(name: string, f: () => Promise<T>): Promise<T | string
 
 // Phase 'normkit' measures normkit on an otherwise idle process and adds the rows; phase 'peers' (run after every
 // shape's normkit phase, so no peer runtime's threads are around while normkit is timed) fills in the peers.
-async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', torch: Map<string, Record<Op, number>>, phase: 'normkit' | 'peers') {
+type NativePeers = Map<string, Record<string, Record<Op, number>>>;
+
+async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', native: NativePeers, phase: 'normkit' | 'peers') {
   const Ctor = dtype === 'float32' ? Float32Array : Float64Array, n = numel(s.shape), C = channels(s);
   const x = random(Ctor, n, 1), dy = random(Ctor, n, 2), y = new Ctor(n), dx = new Ctor(n), dst = new Ctor(n);
   const tensor = { data: x, shape: s.shape }, dyT = { data: dy, shape: s.shape };
@@ -70,13 +73,14 @@ async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', torch: Ma
     for (const threads of threadCounts) {
       setNumThreads(threads);
       const copy = () => nativeBinding.copy(x, dst, threads);
+      const ntCopy = () => nativeBinding.copy(x, dst, threads, true);
       const copy1 = () => nativeBinding.copy(x, dst, 1);
       const copy1Ms = median(Array.from({ length: s.tiny ? 200 : 5 }, () => timeOnce(copy1)));
       for (const op of OPS) {
-        const p = paired(ops[op], copy, s.tiny ? TINY_REPS : REPS);
-        const t = torch.get(`${s.name}|${dtype}|${threads}`);
-        rows.push({ shape: s.name, dtype, threads, op, normkitMs: p.ms, copyMs: p.copyMs, ratio: p.ratio, copy1Ms,
-          peers: t ? { torch: t[op] } : {} });
+        const p = paired(ops[op], copy, ntCopy, s.tiny ? TINY_REPS : REPS);
+        const t = native.get(`${s.name}|${dtype}|${threads}`) ?? {};
+        rows.push({ shape: s.name, dtype, threads, op, normkitMs: p.ms, copyMs: p.copyMs, ratio: p.ratio, ntCopyMs: p.ntCopyMs, ntRatio: p.ntRatio, copy1Ms,
+          peers: Object.fromEntries(Object.entries(t).map(([peer, times]) => [peer, times[op]])) });
       }
     }
     return;
@@ -125,8 +129,8 @@ function fmt(ms: number, tiny: boolean): string {
 }
 
 function printTable() {
-  const peerNames = ['js', 'tfjs-wasm', 'tfjs-cpu', 'ort', 'torch'];
-  const header = ['shape', 'dtype', 'thr', 'op', 'normkit', '× copy', 'copy(thr)', 'copy(1)', ...peerNames.map((p) => `${p} (×slower)`)];
+  const peerNames = ['js', 'tfjs-wasm', 'tfjs-cpu', 'ort', 'torch', 'onednn', 'onednn-16c'];
+  const header = ['shape', 'dtype', 'thr', 'op', 'normkit', '× copy', '× nt-copy', 'copy(thr)', 'nt-copy(thr)', 'copy(1)', ...peerNames.map((p) => `${p} (×slower)`)];
   const lines = rows.map((r) => {
     const tiny = r.shape.includes('tiny');
     const peer = (name: string) => {
@@ -136,7 +140,7 @@ function printTable() {
       return `${fmt(v, tiny)} (${(v / r.normkitMs).toFixed(1)}×)`;
     };
     return [r.shape, r.dtype, String(r.threads), r.op, fmt(r.normkitMs, tiny), tiny ? '-' : `${r.ratio.toFixed(2)}×`,
-      fmt(r.copyMs, tiny), fmt(r.copy1Ms, tiny), ...peerNames.map(peer)];
+      tiny ? '-' : `${r.ntRatio.toFixed(2)}×`, fmt(r.copyMs, tiny), fmt(r.ntCopyMs, tiny), fmt(r.copy1Ms, tiny), ...peerNames.map(peer)];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const show = (cells: string[]) => console.log(cells.map((c, i) => c.padEnd(widths[i]!)).join('  '));
@@ -148,7 +152,9 @@ function printTable() {
 async function main() {
   const info = buildInfo();
   console.log(`normkit ${info.version}, ${info.simd} kernels, threads ${threadCounts.join('/')} of ${cpus().length} cores${quick ? ', --quick' : ''}`);
-  const torch = new Map<string, Record<Op, number>>();
+  // The native peers (PyTorch, oneDNN) run first, in their own processes, before anything of normkit's is timed.
+  const native: NativePeers = new Map();
+  const addNative = (key: string, peer: string, times: Record<Op, number>) => native.set(key, { ...native.get(key), [peer]: times });
   const torchMissing = flag('--no-peers') ? 'skipped (--no-peers)' : torchAvailable();
   let torchVersion: string | null = null;
   if (!torchMissing) {
@@ -159,20 +165,33 @@ async function main() {
     try {
       const r = runTorch(cases);
       torchVersion = r.version;
-      for (const t of r.results) torch.set(t.key, { fwd: t.fwd, eval: t.eval, bwd: t.bwd });
+      for (const t of r.results) addNative(t.key, 'torch', { fwd: t.fwd, eval: t.eval, bwd: t.bwd });
       peerStatus.torch = `ok (PyTorch ${r.version}, run by /usr/bin/python3 before the rest)`;
     } catch (e) { peerStatus.torch = `failed: ${(e as Error).message.split('\n')[0]}`; }
   } else peerStatus.torch = `not run: ${torchMissing}`;
+  const dnnlMissing = flag('--no-peers') ? 'skipped (--no-peers)' : onednnAvailable();
+  if (!dnnlMissing) {
+    const cases: OnednnCase[] = [];
+    for (const s of shapes) for (const threads of threadCounts) {
+      cases.push({ key: `${s.name}|float32|${threads}`, shape: s.shape, channelsLast: s.channelsLast, threads, reps: s.tiny ? 2000 : quick ? 3 : 7 });
+    }
+    try {
+      const r = runOnednn(root, cases);
+      for (const [key, peers] of r.results) for (const [peer, t] of Object.entries(peers)) addNative(key, peer, t as OnednnTimes);
+      peerStatus.onednn = `ok (oneDNN ${r.version}; onednn = the same layout, onednn-16c = its blocked nChw16c layout)`;
+    } catch (e) { peerStatus.onednn = `failed: ${(e as Error).message.split('\n')[0]}`; }
+  } else peerStatus.onednn = `not run: ${dnnlMissing}`;
   for (const phase of ['normkit', 'peers'] as const) {
     if (phase === 'peers' && flag('--no-peers')) break;
     for (const s of shapes) for (const dtype of ['float32', 'float64'] as const) {
       process.stderr.write(`  ${phase}: ${s.name} ${dtype}…\n`);
-      await benchShape(s, dtype, torch, phase);
+      await benchShape(s, dtype, native, phase);
     }
   }
   printTable();
   console.log('\nPeers:', Object.entries(peerStatus).map(([k, v]) => `${k}: ${v}`).join('; ') || 'none run');
-  console.log('Ratios: median over back-to-back (copy, kernel) pairs; copy = memcpy of the input bytes over the same threads.');
+  console.log('Ratios: median over back-to-back (copy, nt-copy, kernel) triples; copy = memcpy of the input bytes over the same threads,');
+  console.log('nt-copy = the same copy with non-temporal stores (what a kernel that streams its output moves: no read-for-ownership).');
   console.log('tfjs runs every shape in its channels-last form (its batchNorm normalizes the last axis); ort is eval-only (inference).');
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });

@@ -20,17 +20,20 @@ export async function timeOnceAsync(fn: () => Promise<unknown>): Promise<number>
   return performance.now() - t0;
 }
 
-export interface Paired { ms: number; copyMs: number; ratio: number }
+export interface Paired { ms: number; copyMs: number; ratio: number; ntCopyMs: number; ntRatio: number }
 
-/** Median time of `fn`, and the median of (fn time / copy time) over pairs run back to back. */
-export function paired(fn: () => unknown, copy: () => unknown, reps: number): Paired {
-  fn(); copy();  // warm: page faults, code, caches
-  const t: number[] = [], c: number[] = [], r: number[] = [];
+/**
+ * Median time of `fn`, and the medians of (fn time / copy time) over triples run back to back: `copy` is memcpy,
+ * `ntCopy` a copy with non-temporal stores (the bytes a streaming kernel moves).
+ */
+export function paired(fn: () => unknown, copy: () => unknown, ntCopy: () => unknown, reps: number): Paired {
+  fn(); copy(); ntCopy();  // warm: page faults, code, caches
+  const t: number[] = [], c: number[] = [], r: number[] = [], n: number[] = [], nr: number[] = [];
   for (let i = 0; i < reps; i++) {
-    const tc = timeOnce(copy), tk = timeOnce(fn);
-    t.push(tk); c.push(tc); r.push(tk / tc);
+    const tc = timeOnce(copy), tn = timeOnce(ntCopy), tk = timeOnce(fn);
+    t.push(tk); c.push(tc); r.push(tk / tc); n.push(tn); nr.push(tk / tn);
   }
-  return { ms: median(t), copyMs: median(c), ratio: median(r) };
+  return { ms: median(t), copyMs: median(c), ratio: median(r), ntCopyMs: median(n), ntRatio: median(nr) };
 }
 
 /** Median of `reps` runs after one warm-up, stopping early once `budgetMs` is spent (slow peers). */

@@ -41,7 +41,8 @@ export interface NativeBinding {
   backwardReduceAsync(...a: Parameters<NativeBinding['backwardReduce']>): Promise<void>;
   backwardApplyAsync(...a: Parameters<NativeBinding['backwardApply']>): Promise<void>;
   paramGradAsync(...a: Parameters<NativeBinding['paramGrad']>): Promise<void>;
-  copy(src: Arr, dst: Arr, threads: number): void;
+  /** The benchmarks' roofline: a copy over `threads`; streaming: with non-temporal stores. */
+  copy(src: Arr, dst: Arr, threads: number, streaming?: boolean): void;
   info(): NativeInfo;
 }
 
