@@ -24,8 +24,8 @@ export function checkNormalizedShape(value: unknown, name = 'normalizedShape'): 
 function checkTrailing(x: Tensor, shape: readonly number[]): void {
   const r = x.shape.length, k = shape.length;
   if (r < k || shape.some((d, i) => x.shape[r - k + i] !== d)) {
-    throw new RangeError(`Given normalized_shape=${formatShape(shape)}, expected input with shape [*, ${shape.join(', ')}], ` +
-      `but got input of size${formatShape(x.shape)}`);
+    throw new RangeError(`Given normalizedShape=${formatShape(shape)}, expected input with shape [*, ${shape.join(', ')}], ` +
+      `but got input of size ${formatShape(x.shape)}`);
   }
 }
 
