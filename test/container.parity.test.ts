@@ -41,7 +41,9 @@ describe('containers against PyTorch', () => {
     it(c.name, () => {
       const net = new Net();
       if (c.dtype === 'float64') expect(net.to('float64')).toBe(net);
-      const tol = tolerance(c.dtype);
+      // float32: every layer's output is rounded to float32 before the next (torch ran the chain in float64), and
+      // a few dx entries are small differences of larger terms, so the chain gets 1e-4; float64 keeps 1e-10.
+      const tol = c.dtype === 'float32' ? { rtol: 1e-4, atol: 1e-4 } : tolerance(c.dtype);
       expect(Object.keys(net.stateDict())).toEqual(c.keys);
       expect(Array.from(net.namedParameters(), ([n]) => n)).toEqual(c.paramNames);
       // The checkpoint has no num_batches_tracked (an old one): strict load, counters 0.
