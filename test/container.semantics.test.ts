@@ -191,6 +191,6 @@ describe('nested loadStateDict', () => {
       /Error\(s\) in loading state_dict for ModuleDict:\n\tMissing key\(s\) in state_dict: "body.1.weight"\n\tUnexpected key\(s\) in state_dict: "body.2.weight"/);
     expect(json(dst.stateDict())).toBe(before);
     dst.loadStateDict(missing, { strict: false });   // non-strict: what matches loads
-    expect(Array.from(dst.get('head')!.weight!.data)).toEqual([0.5, 0.5, 0.5, 0.5]);
+    expect(json(dst.stateDict()).includes('"head.weight":{"data":[0.5,0.5,0.5,0.5]')).toBe(true);
   });
 });

@@ -39,8 +39,11 @@ export class Sequential<M extends readonly Module[] = Module[]> extends Module {
     return this.list.length;
   }
 
-  /** The module at `index` (0-based), typed as the module given there; undefined out of range. */
-  at<I extends number>(index: I): M[I] | undefined {
+  /**
+   * The module at `index` (0-based), or undefined out of range. A literal index is typed as the module given
+   * there (`seq.at(0)` of `new Sequential(new BatchNorm1d(4), …)` is a BatchNorm1d); a computed one as any of them.
+   */
+  at<I extends number>(index: I): number extends I ? M[number] | undefined : M[I] {
     return this.list[index];
   }
 
