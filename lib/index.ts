@@ -1,7 +1,9 @@
 // normkit's public surface. Re-exports only.
 export { tensor, type Tensor, type TensorOptions, type FloatArray, type DType, type ArrayOf } from './tensor.js';
 export * as functional from './functional/index.js';
-export { Module, Parameter, type LoadStateDictOptions, type ZeroGradOptions, type CallOptions, type StateSlot } from './modules/module.js';
+export { Module, type LoadStateDictOptions, type ZeroGradOptions, type CallOptions } from './modules/module.js';
+export { Parameter } from './modules/parameter.js';
+export { type StateSlot } from './modules/state-dict.js';
 export { Sequential, ModuleDict } from './modules/container.js';
 export { NormBase, type NormBaseOptions } from './modules/norm-base.js';
 export { BatchNormBase, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormModuleOptions } from './modules/batch-norm.js';

@@ -7,20 +7,18 @@ import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
+import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
 import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, type GradSums } from './core.js';
 
-export interface BatchNormOptions {
-  runningMean?: FloatArray | null;
-  runningVar?: FloatArray | null;
-  weight?: FloatArray | null;
-  bias?: FloatArray | null;
+/** Options of batchNorm (torch.nn.functional.batch_norm's arguments). */
+export interface BatchNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, ChannelsLastArg, OutArg {
+  /** Required. true: normalize with batch statistics and update the running ones; false: use the running ones. */
   training: boolean;
+  /** Weight of the new batch in the running statistics update (a number here; the layers resolve null). Default 0.1. */
   momentum?: number;
-  eps?: number;
-  channelsLast?: boolean;
-  out?: FloatArray;
 }
 
+/** What batchNorm returns: the output and what batchNormBackward needs. */
 export interface BatchNormResult {
   y: Tensor;
   /** The mean used to normalize (the batch mean when training, else the running mean), in float64. */
@@ -29,16 +27,15 @@ export interface BatchNormResult {
   saveInvstd: Float64Array;
 }
 
-export interface BatchNormBackwardOptions {
+/** Options of batchNormBackward. */
+export interface BatchNormBackwardOptions extends SavedStatsArgs, ChannelsLastArg, OutArg {
+  /** The forward's weight (C). Default null: 1. */
   weight?: FloatArray | null;
-  saveMean: FloatArray;
-  saveInvstd: FloatArray;
   /** Whether the forward normalized with batch statistics (default true); false: dx = dy * weight * invstd. */
   training?: boolean;
-  channelsLast?: boolean;
-  out?: FloatArray;
 }
 
+/** What batchNormBackward returns: dx, and the parameter gradients (returned, not accumulated). */
 export interface BatchNormBackwardResult {
   dx: Tensor;
   dweight: FloatArray;
@@ -118,11 +115,16 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions): Steps
   return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
-/** torch.nn.functional.batch_norm. Updates runningMean/runningVar in place when training. */
+/**
+ * torch.nn.functional.batch_norm over (N, C, *) input (channels last: (N, *, C)): training normalizes with the batch
+ * mean and biased variance and updates runningMean/runningVar in place (unbiased variance); otherwise normalizes
+ * with them. Throws TypeError/RangeError on bad input, changing nothing.
+ */
 export function batchNorm(x: Tensor, options: BatchNormOptions): BatchNormResult {
   return runSync(batchNormSteps(x, options));
 }
 
+/** batchNorm with the kernels on the libuv pool (same bits). */
 export function batchNormAsync(x: Tensor, options: BatchNormOptions): Promise<BatchNormResult> {
   return runAsync(batchNormSteps(x, options));
 }
@@ -166,6 +168,7 @@ export function batchNormBackward(dy: Tensor, x: Tensor, options: BatchNormBackw
   return runSync(batchNormBackwardSteps(dy, x, options));
 }
 
+/** batchNormBackward with the kernels on the libuv pool (same bits). */
 export function batchNormBackwardAsync(dy: Tensor, x: Tensor, options: BatchNormBackwardOptions):
   Promise<BatchNormBackwardResult> {
   return runAsync(batchNormBackwardSteps(dy, x, options));

@@ -8,15 +8,19 @@ import { checkPositiveInt, checks, parseOptions, type OptionSpec } from '../opti
 import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
+import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, SavedStatsArgs } from './options.js';
 import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, trainingCoefs } from './core.js';
 
-export interface GroupNormOptions {
-  weight?: FloatArray | null; bias?: FloatArray | null; eps?: number; channelsLast?: boolean; out?: FloatArray;
-}
+/** Options of groupNorm: weight and bias per channel (C). */
+export interface GroupNormOptions extends AffineArgs, EpsArg, ChannelsLastArg, OutArg {}
+/** What groupNorm returns: y, and per (sample, group) the mean and 1 / sqrt(var + eps) in float64. */
 export interface GroupNormResult { y: Tensor; /** (N * G) */ saveMean: Float64Array; saveInvstd: Float64Array }
-export interface GroupNormBackwardOptions {
-  weight?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; channelsLast?: boolean; out?: FloatArray;
+/** Options of groupNormBackward. */
+export interface GroupNormBackwardOptions extends SavedStatsArgs, ChannelsLastArg, OutArg {
+  /** The forward's weight (C). Default null: 1. */
+  weight?: FloatArray | null;
 }
+/** What groupNormBackward returns: dx, and dweight / dbias (returned, not accumulated). */
 export interface GroupNormBackwardResult { dx: Tensor; dweight: FloatArray; dbias: FloatArray }
 
 const SPEC: OptionSpec<GroupNormOptions> = {
@@ -102,12 +106,18 @@ export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: nu
   return result();
 }
 
+/**
+ * torch.nn.functional.group_norm over (N, C, *) input: per sample, each group of C / numGroups channels is
+ * normalized over its channels and positions (biased variance), then scaled and shifted per channel.
+ */
 export function groupNorm(x: Tensor, numGroups: number, options?: GroupNormOptions): GroupNormResult {
   return runSync(groupNormSteps(x, numGroups, options));
 }
+/** The gradient of groupNorm: dx, and dweight / dbias (returned, not accumulated). */
 export function groupNormBackward(dy: Tensor, x: Tensor, numGroups: number, options: GroupNormBackwardOptions): GroupNormBackwardResult {
   return runSync(groupNormBackwardSteps(dy, x, numGroups, options));
 }
+/** groupNorm with the kernels on the libuv pool (same bits). */
 export function groupNormAsync(x: Tensor, numGroups: number, options?: GroupNormOptions): Promise<GroupNormResult> {
   return runAsync(groupNormSteps(x, numGroups, options));
 }

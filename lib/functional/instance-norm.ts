@@ -8,17 +8,26 @@ import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
+import type { AffineArgs, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
 import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, type GradSums } from './core.js';
 
-export interface InstanceNormOptions {
-  runningMean?: FloatArray | null; runningVar?: FloatArray | null; weight?: FloatArray | null; bias?: FloatArray | null;
-  /** true (default): normalize with each instance's statistics; false: with the running stats. */
-  useInputStats?: boolean; momentum?: number; eps?: number; out?: FloatArray;
+/** Options of instanceNorm (torch.nn.functional.instance_norm's arguments). */
+export interface InstanceNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, OutArg {
+  /** true (default): normalize with each instance's statistics (and update the running ones); false: with the running ones. */
+  useInputStats?: boolean;
+  /** Weight of the new batch in the running statistics update. Default 0.1. */
+  momentum?: number;
 }
+/** What instanceNorm returns: y, and per (sample, channel) the mean and 1 / sqrt(var + eps) in float64. */
 export interface InstanceNormResult { y: Tensor; /** (N * C) */ saveMean: Float64Array; saveInvstd: Float64Array }
-export interface InstanceNormBackwardOptions {
-  weight?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; useInputStats?: boolean; out?: FloatArray;
+/** Options of instanceNormBackward. */
+export interface InstanceNormBackwardOptions extends SavedStatsArgs, OutArg {
+  /** The forward's weight (C). Default null: 1. */
+  weight?: FloatArray | null;
+  /** The forward's useInputStats (default true); false: dx = dy * weight * invstd. */
+  useInputStats?: boolean;
 }
+/** What instanceNormBackward returns: dx, and dweight / dbias (returned, not accumulated). */
 export interface InstanceNormBackwardResult { dx: Tensor; dweight: FloatArray; dbias: FloatArray }
 
 const SPEC: OptionSpec<InstanceNormOptions> = {
@@ -107,12 +116,18 @@ export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: I
   return result();
 }
 
+/**
+ * torch.nn.functional.instance_norm over (N, C, *) input: each (sample, channel) normalized over its positions
+ * (biased variance); with running statistics and useInputStats, they are updated in place.
+ */
 export function instanceNorm(x: Tensor, options?: InstanceNormOptions): InstanceNormResult {
   return runSync(instanceNormSteps(x, options));
 }
+/** The gradient of instanceNorm: dx, and dweight / dbias (returned, not accumulated). */
 export function instanceNormBackward(dy: Tensor, x: Tensor, options: InstanceNormBackwardOptions): InstanceNormBackwardResult {
   return runSync(instanceNormBackwardSteps(dy, x, options));
 }
+/** instanceNorm with the kernels on the libuv pool (same bits). */
 export function instanceNormAsync(x: Tensor, options?: InstanceNormOptions): Promise<InstanceNormResult> {
   return runAsync(instanceNormSteps(x, options));
 }

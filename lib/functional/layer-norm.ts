@@ -7,6 +7,7 @@ import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
+import type { AffineArgs, EpsArg, OutArg, SavedStatsArgs } from './options.js';
 import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, positionGrads, trainingCoefs } from './core.js';
 
 /** A normalizedShape argument: a positive integer or a non-empty array of them. */
@@ -44,12 +45,13 @@ function checkInput(x: unknown, normalizedShape: unknown, weight: unknown, bias:
   };
 }
 
-export interface LayerNormOptions { weight?: FloatArray | null; bias?: FloatArray | null; eps?: number; out?: FloatArray }
+/** Options of layerNorm: weight and bias per position (shape normalizedShape). */
+export interface LayerNormOptions extends AffineArgs, EpsArg, OutArg {}
+/** What layerNorm returns: y, and per row the mean and 1 / sqrt(var + eps) in float64. */
 export interface LayerNormResult { y: Tensor; saveMean: Float64Array; saveInvstd: Float64Array }
-export interface LayerNormBackwardOptions {
-  weight?: FloatArray | null; bias?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; out?: FloatArray;
-}
-/** dweight / dbias are null where the forward had no weight / bias. */
+/** Options of layerNormBackward: the forward's weight and bias, and its saved statistics. */
+export interface LayerNormBackwardOptions extends AffineArgs, SavedStatsArgs, OutArg {}
+/** What layerNormBackward returns; dweight / dbias are null where the forward had no weight / bias. */
 export interface LayerNormBackwardResult { dx: Tensor; dweight: FloatArray | null; dbias: FloatArray | null }
 
 const LN_SPEC: OptionSpec<LayerNormOptions> = {
@@ -95,12 +97,15 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
   return grads(p.dw, p.db);
 }
 
+/** torch.nn.functional.layer_norm: normalizes each row over the trailing normalizedShape dims (biased variance). */
 export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): LayerNormResult {
   return runSync(layerNormSteps(x, normalizedShape, options));
 }
+/** The gradient of layerNorm: dx, and dweight / dbias (returned, not accumulated). */
 export function layerNormBackward(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): LayerNormBackwardResult {
   return runSync(layerNormBackwardSteps(dy, x, normalizedShape, options));
 }
+/** layerNorm with the kernels on the libuv pool (same bits). */
 export function layerNormAsync(x: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): Promise<LayerNormResult> {
   return runAsync(layerNormSteps(x, normalizedShape, options));
 }
@@ -109,9 +114,23 @@ export function layerNormAsync(x: Tensor, normalizedShape: number | readonly num
 // RMS norm: y = x / sqrt(mean(x^2) + eps) * weight. No mean is subtracted; eps null = the dtype's machine epsilon.
 // ----------------------------------------------------------------------------------------------------------------
 
-export interface RmsNormOptions { weight?: FloatArray | null; eps?: number | null; out?: FloatArray }
+/** Options of rmsNorm. */
+export interface RmsNormOptions extends OutArg {
+  /** The per-position scale (shape normalizedShape), of the input's dtype. Default null: none. */
+  weight?: FloatArray | null;
+  /** Added to mean(x²). Default null: the machine epsilon of the input's dtype (torch.finfo(dtype).eps). */
+  eps?: number | null;
+}
+/** What rmsNorm returns: y, and per row 1 / sqrt(mean(x²) + eps) in float64. */
 export interface RmsNormResult { y: Tensor; saveInvRms: Float64Array }
-export interface RmsNormBackwardOptions { weight?: FloatArray | null; saveInvRms: FloatArray; out?: FloatArray }
+/** Options of rmsNormBackward. */
+export interface RmsNormBackwardOptions extends OutArg {
+  /** The forward's weight. Default null: none. */
+  weight?: FloatArray | null;
+  /** The forward result's saveInvRms. */
+  saveInvRms: FloatArray;
+}
+/** What rmsNormBackward returns; dweight is null where the forward had no weight. */
 export interface RmsNormBackwardResult { dx: Tensor; dweight: FloatArray | null }
 
 const RMS_SPEC: OptionSpec<RmsNormOptions> = {
@@ -160,9 +179,11 @@ export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape
   return { dx: { data: out, shape: x.shape }, dweight: p ? asDtype(x.data, p.dw) : null };
 }
 
+/** torch.nn.functional.rms_norm: y = x / sqrt(mean(x²) + eps) * weight over the trailing normalizedShape dims. */
 export function rmsNorm(x: Tensor, normalizedShape: number | readonly number[], options?: RmsNormOptions): RmsNormResult {
   return runSync(rmsNormSteps(x, normalizedShape, options));
 }
+/** The gradient of rmsNorm: dx, and dweight (returned, not accumulated). */
 export function rmsNormBackward(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): RmsNormBackwardResult {
   return runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
 }
