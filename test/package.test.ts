@@ -23,7 +23,10 @@ const USE = `
   const y = bn.forward(x);
   const dx = bn.backward(tensor(new Float32Array(96).fill(1), [2, 3, 4, 4]));
   const sd = loadSafetensors(saveSafetensors(bn.stateDict()));
-  console.log(JSON.stringify({ y: y.data.length, dx: dx.data.length, nbt: Number(sd.num_batches_tracked.data[0]), info: buildInfo() }));
+  const model = new Sequential(new BatchNorm2d(3), bn);
+  model.loadStateDict(model.stateDict());
+  console.log(JSON.stringify({ y: y.data.length, dx: dx.data.length, nbt: Number(sd.num_batches_tracked.data[0]), info: buildInfo(),
+    keys: Object.keys(model.stateDict()).length }));
 `;
 
 beforeAll(() => {
@@ -48,6 +51,8 @@ describe('the packed tarball', () => {
     expect(files).toContain('package/prebuilds/linux-x64/libgomp.so.1');
     expect(files).toContain('package/dist/cjs/index.js');
     expect(files).toContain('package/dist/esm/index.mjs');
+    expect(files).toContain('package/docs/API.md');                 // the contract the README links to
+    expect(files).not.toContain('package/docs/fashion-mnist-bn.svg');
     expect(files.some((f) => /^package\/(test|build|bench|examples|node_modules)\//.test(f))).toBe(false);
     expect(statSync(tarball).size).toBeLessThan(1_000_000);
   });
@@ -59,21 +64,21 @@ describe('the packed tarball', () => {
   });
 
   it('works through require (CommonJS)', () => {
-    writeFileSync(join(app, 'use.cjs'), `const { BatchNorm2d, tensor, saveSafetensors, loadSafetensors, buildInfo } = require('normkit');\n${USE}`);
+    writeFileSync(join(app, 'use.cjs'), `const { BatchNorm2d, Sequential, tensor, saveSafetensors, loadSafetensors, buildInfo } = require('normkit');\n${USE}`);
     const r = JSON.parse(bare('node', ['use.cjs'])) as { y: number; dx: number; nbt: number; info: { version: string; simd: string } };
-    expect(r).toMatchObject({ y: 96, dx: 96, nbt: 1 });
+    expect(r).toMatchObject({ y: 96, dx: 96, nbt: 1, keys: 10 });
     expect(r.info.version).toBe('0.1.0');
     expect(['baseline', 'avx2', 'avx512']).toContain(r.info.simd);
   });
 
   it('works through import (ESM), sharing one module instance with require', () => {
-    writeFileSync(join(app, 'use.mjs'), `import { BatchNorm2d, tensor, saveSafetensors, loadSafetensors, buildInfo, setNumThreads } from 'normkit';
+    writeFileSync(join(app, 'use.mjs'), `import { BatchNorm2d, Sequential, tensor, saveSafetensors, loadSafetensors, buildInfo, setNumThreads } from 'normkit';
 import { createRequire } from 'node:module';
 const cjs = createRequire(import.meta.url)('normkit');
 setNumThreads(1);
 if (cjs.getNumThreads() !== 1 || cjs.BatchNorm2d !== BatchNorm2d) throw new Error('two module instances');
 ${USE}`);
-    expect(JSON.parse(bare('node', ['use.mjs']))).toMatchObject({ y: 96, dx: 96, nbt: 1 });
+    expect(JSON.parse(bare("node", ["use.mjs"]))).toMatchObject({ y: 96, dx: 96, nbt: 1, keys: 10 });
   });
 
   it('NORMKIT_PREBUILDS_ONLY=1 loads the shipped binary from another working directory', () => {
