@@ -15,6 +15,11 @@ function sameKind<T extends Tensor>(x: T, y: Tensor): Tensor<T['data']> {
   return { data, shape: y.shape };
 }
 
+/**
+ * The base of normkit's built-in layers: forward/backward and their async forms over the layer's native steps
+ * (protected forwardSteps/backwardSteps), the `out` option, the busy guard, and `dtype`. Your own layers extend
+ * Module instead and override forward/backward.
+ */
 export abstract class Layer extends Module {
   private layerDtype: DType = 'float32';
 
