@@ -5,10 +5,10 @@ import { batchNormView, channelAxis, type View4 } from '../geometry.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
-import { checkTensor, dtypeOf } from '../tensor.js';
+import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
-import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, type GradSums } from './core.js';
+import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums } from './core.js';
 
 /** Options of batchNorm (torch.nn.functional.batch_norm's arguments). */
 export interface BatchNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, ChannelsLastArg, OutArg {
@@ -19,8 +19,9 @@ export interface BatchNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, 
 }
 
 /** What batchNorm returns: the output and what batchNormBackward needs. */
-export interface BatchNormResult {
-  y: Tensor;
+export interface BatchNormResult<A extends FloatArray = FloatArray> {
+  /** The output, of the input's dtype and shape. */
+  y: Tensor<A>;
   /** The mean used to normalize (the batch mean when training, else the running mean), in float64. */
   saveMean: Float64Array;
   /** 1 / sqrt(var + eps) of the variance used to normalize, in float64. */
@@ -36,11 +37,18 @@ export interface BatchNormBackwardOptions extends SavedStatsArgs, ChannelsLastAr
 }
 
 /** What batchNormBackward returns: dx, and the parameter gradients (returned, not accumulated). */
-export interface BatchNormBackwardResult {
-  dx: Tensor;
-  dweight: FloatArray;
-  dbias: FloatArray;
+export interface BatchNormBackwardResult<A extends FloatArray = FloatArray> {
+  /** The gradient of the input. */
+  dx: Tensor<A>;
+  /** The gradient of the weight (C). */
+  dweight: A;
+  /** The gradient of the bias (C). */
+  dbias: A;
 }
+
+const isForward = <A extends FloatArray>(like: A, r: BatchNormResult): r is BatchNormResult<A> => isLike(like, r.y.data);
+const isBackward = <A extends FloatArray>(like: A, r: BatchNormBackwardResult): r is BatchNormBackwardResult<A> =>
+  isLike(like, r.dx.data) && isLike(like, r.dweight) && isLike(like, r.dbias);
 
 const FORWARD_SPEC: OptionSpec<BatchNormOptions> = {
   runningMean: { default: null, check: checks.floatArrayOrNull },
@@ -120,13 +128,15 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions): Steps
  * mean and biased variance and updates runningMean/runningVar in place (unbiased variance); otherwise normalizes
  * with them. Throws TypeError/RangeError on bad input, changing nothing.
  */
-export function batchNorm(x: Tensor, options: BatchNormOptions): BatchNormResult {
-  return runSync(batchNormSteps(x, options));
+export function batchNorm<T extends Tensor>(x: T, options: BatchNormOptions): BatchNormResult<T['data']> {
+  const r = runSync(batchNormSteps(x, options));
+  return ofInputKind(x.data, r, isForward);
 }
 
 /** batchNorm with the kernels on the libuv pool (same bits). */
-export function batchNormAsync(x: Tensor, options: BatchNormOptions): Promise<BatchNormResult> {
-  return runAsync(batchNormSteps(x, options));
+export async function batchNormAsync<T extends Tensor>(x: T, options: BatchNormOptions): Promise<BatchNormResult<T['data']>> {
+  const r = await runAsync(batchNormSteps(x, options));
+  return ofInputKind(x.data, r, isForward);
 }
 
 function checkBackward(dy: unknown, x: unknown, options: unknown) {
@@ -164,12 +174,14 @@ export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: Batc
 }
 
 /** The gradient of batchNorm: dx, and dweight / dbias (returned, not accumulated). */
-export function batchNormBackward(dy: Tensor, x: Tensor, options: BatchNormBackwardOptions): BatchNormBackwardResult {
-  return runSync(batchNormBackwardSteps(dy, x, options));
+export function batchNormBackward<T extends Tensor>(dy: T, x: T, options: BatchNormBackwardOptions): BatchNormBackwardResult<T['data']> {
+  const r = runSync(batchNormBackwardSteps(dy, x, options));
+  return ofInputKind(x.data, r, isBackward);
 }
 
 /** batchNormBackward with the kernels on the libuv pool (same bits). */
-export function batchNormBackwardAsync(dy: Tensor, x: Tensor, options: BatchNormBackwardOptions):
-  Promise<BatchNormBackwardResult> {
-  return runAsync(batchNormBackwardSteps(dy, x, options));
+export async function batchNormBackwardAsync<T extends Tensor>(dy: T, x: T, options: BatchNormBackwardOptions):
+  Promise<BatchNormBackwardResult<T['data']>> {
+  const r = await runAsync(batchNormBackwardSteps(dy, x, options));
+  return ofInputKind(x.data, r, isBackward);
 }

@@ -5,10 +5,10 @@ import { rowView, type View4 } from '../geometry.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
-import { checkTensor, dtypeOf, numel } from '../tensor.js';
+import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, positionGrads, trainingCoefs } from './core.js';
+import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, ofInputKind, positionGrads, trainingCoefs } from './core.js';
 
 /** A normalizedShape argument: a positive integer or a non-empty array of them. */
 export function checkNormalizedShape(value: unknown, name = 'normalizedShape'): readonly number[] {
@@ -48,11 +48,17 @@ function checkInput(x: unknown, normalizedShape: unknown, weight: unknown, bias:
 /** Options of layerNorm: weight and bias per position (shape normalizedShape). */
 export interface LayerNormOptions extends AffineArgs, EpsArg, OutArg {}
 /** What layerNorm returns: y, and per row the mean and 1 / sqrt(var + eps) in float64. */
-export interface LayerNormResult { y: Tensor; saveMean: Float64Array; saveInvstd: Float64Array }
+export interface LayerNormResult<A extends FloatArray = FloatArray> { y: Tensor<A>; saveMean: Float64Array; saveInvstd: Float64Array }
 /** Options of layerNormBackward: the forward's weight and bias, and its saved statistics. */
 export interface LayerNormBackwardOptions extends AffineArgs, SavedStatsArgs, OutArg {}
 /** What layerNormBackward returns; dweight / dbias are null where the forward had no weight / bias. */
-export interface LayerNormBackwardResult { dx: Tensor; dweight: FloatArray | null; dbias: FloatArray | null }
+export interface LayerNormBackwardResult<A extends FloatArray = FloatArray> { dx: Tensor<A>; dweight: A | null; dbias: A | null }
+
+/** Whether every array of a result that exists is of `like`'s array type. */
+const allLike = (like: FloatArray, ...arrays: Array<FloatArray | null>) => arrays.every((a) => a === null || isLike(like, a));
+const isLnForward = <A extends FloatArray>(like: A, r: LayerNormResult): r is LayerNormResult<A> => isLike(like, r.y.data);
+const isLnBackward = <A extends FloatArray>(like: A, r: LayerNormBackwardResult): r is LayerNormBackwardResult<A> =>
+  allLike(like, r.dx.data, r.dweight, r.dbias);
 
 const LN_SPEC: OptionSpec<LayerNormOptions> = {
   weight: { default: null, check: checks.floatArrayOrNull },
@@ -98,16 +104,19 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
 }
 
 /** torch.nn.functional.layer_norm: normalizes each row over the trailing normalizedShape dims (biased variance). */
-export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): LayerNormResult {
-  return runSync(layerNormSteps(x, normalizedShape, options));
+export function layerNorm<T extends Tensor>(x: T, normalizedShape: number | readonly number[], options?: LayerNormOptions): LayerNormResult<T['data']> {
+  const r = runSync(layerNormSteps(x, normalizedShape, options));
+  return ofInputKind(x.data, r, isLnForward);
 }
 /** The gradient of layerNorm: dx, and dweight / dbias (returned, not accumulated). */
-export function layerNormBackward(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): LayerNormBackwardResult {
-  return runSync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+export function layerNormBackward<T extends Tensor>(dy: T, x: T, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): LayerNormBackwardResult<T['data']> {
+  const r = runSync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+  return ofInputKind(x.data, r, isLnBackward);
 }
 /** layerNorm with the kernels on the libuv pool (same bits). */
-export function layerNormAsync(x: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): Promise<LayerNormResult> {
-  return runAsync(layerNormSteps(x, normalizedShape, options));
+export async function layerNormAsync<T extends Tensor>(x: T, normalizedShape: number | readonly number[], options?: LayerNormOptions): Promise<LayerNormResult<T['data']>> {
+  const r = await runAsync(layerNormSteps(x, normalizedShape, options));
+  return ofInputKind(x.data, r, isLnForward);
 }
 
 // ----------------------------------------------------------------------------------------------------------------
@@ -122,7 +131,7 @@ export interface RmsNormOptions extends OutArg {
   eps?: number | null;
 }
 /** What rmsNorm returns: y, and per row 1 / sqrt(mean(x²) + eps) in float64. */
-export interface RmsNormResult { y: Tensor; saveInvRms: Float64Array }
+export interface RmsNormResult<A extends FloatArray = FloatArray> { y: Tensor<A>; saveInvRms: Float64Array }
 /** Options of rmsNormBackward. */
 export interface RmsNormBackwardOptions extends OutArg {
   /** The forward's weight. Default null: none. */
@@ -131,7 +140,11 @@ export interface RmsNormBackwardOptions extends OutArg {
   saveInvRms: FloatArray;
 }
 /** What rmsNormBackward returns; dweight is null where the forward had no weight. */
-export interface RmsNormBackwardResult { dx: Tensor; dweight: FloatArray | null }
+export interface RmsNormBackwardResult<A extends FloatArray = FloatArray> { dx: Tensor<A>; dweight: A | null }
+
+const isRmsForward = <A extends FloatArray>(like: A, r: RmsNormResult): r is RmsNormResult<A> => isLike(like, r.y.data);
+const isRmsBackward = <A extends FloatArray>(like: A, r: RmsNormBackwardResult): r is RmsNormBackwardResult<A> =>
+  allLike(like, r.dx.data, r.dweight);
 
 const RMS_SPEC: OptionSpec<RmsNormOptions> = {
   weight: { default: null, check: checks.floatArrayOrNull },
@@ -180,10 +193,12 @@ export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape
 }
 
 /** torch.nn.functional.rms_norm: y = x / sqrt(mean(x²) + eps) * weight over the trailing normalizedShape dims. */
-export function rmsNorm(x: Tensor, normalizedShape: number | readonly number[], options?: RmsNormOptions): RmsNormResult {
-  return runSync(rmsNormSteps(x, normalizedShape, options));
+export function rmsNorm<T extends Tensor>(x: T, normalizedShape: number | readonly number[], options?: RmsNormOptions): RmsNormResult<T['data']> {
+  const r = runSync(rmsNormSteps(x, normalizedShape, options));
+  return ofInputKind(x.data, r, isRmsForward);
 }
 /** The gradient of rmsNorm: dx, and dweight (returned, not accumulated). */
-export function rmsNormBackward(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): RmsNormBackwardResult {
-  return runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+export function rmsNormBackward<T extends Tensor>(dy: T, x: T, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): RmsNormBackwardResult<T['data']> {
+  const r = runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+  return ofInputKind(x.data, r, isRmsBackward);
 }
