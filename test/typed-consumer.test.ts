@@ -96,7 +96,9 @@ beforeAll(() => {
 describe('a strict TypeScript user', () => {
   it('finds the README examples (one layer, a model, named parts)', () => {
     expect(readmeBlocks.length).toBeGreaterThanOrEqual(3);
-    expect(readmeBlocks.some((b) => b.includes('extends Module') && b.includes('loadStateDict'))).toBe(true);
+    const model = readmeBlocks.find((b) => b.includes('extends Module') && b.includes('loadStateDict'));
+    expect(model).toBeDefined();
+    expect(readFileSync(join(root, 'examples/quickstart.ts'), 'utf8')).toContain(model);   // the runnable copy stays in step
   });
 
   it('writes them with no casts, any or @ts- directives', () => {
