@@ -34,6 +34,18 @@ describe('registration by field', () => {
     expect(Array.from(b.namedParameters('m', false), ([n]) => n)).toEqual(['m.scale', 'm.late']);
   });
 
+  it('a Parameter checks its data and shape, and keeps a frozen copy of the shape', () => {
+    const shape = [2, 3];
+    const p = new Parameter(new Float64Array(6), shape);
+    shape.push(1);
+    expect(p.shape).toEqual([2, 3]);
+    expect(Object.isFrozen(p.shape)).toBe(true);
+    expect(new Parameter(new Float32Array(5)).shape).toEqual([5]);
+    expect(() => new Parameter(new Float32Array(5), [2, 3])).toThrow(/Expected Parameter data to hold 6 elements for shape \[2, 3\] but it holds 5/);
+    expect(() => new Parameter([1, 2] as never)).toThrow(/Expected a Float32Array or Float64Array for Parameter data but received array of length 2/);
+    expect(() => new Parameter(null as never)).toThrow(TypeError);
+  });
+
   it('lists a shared Parameter or module once in parameters()/modules(), under each name in stateDict', () => {
     const bn = new BatchNorm1d(2);
     class Shared extends Module { a = bn; b = bn; }
@@ -79,6 +91,7 @@ describe('Sequential', () => {
     expectBitIdentical(yAsync.data, yRef.data, 'async y');
     expectBitIdentical(dxAsync.data, dxRef.data, 'async dx');
     expect(seq.length).toBe(3);
+    expect(Array.from(seq.namedModules('model'), ([n]) => n)).toEqual(['model', 'model.0', 'model.1', 'model.2']);
     expect(seq.at(1)).toBeInstanceOf(Dense);
     expect(seq.at(3)).toBeUndefined();
     expect([...seq].length).toBe(3);
