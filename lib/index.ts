@@ -1,11 +1,17 @@
 // normkit's public surface. Re-exports only.
-export { tensor, type Tensor, type FloatArray, type DType } from './tensor.js';
+export { tensor, type Tensor, type TensorOptions, type FloatArray, type DType, type ArrayOf } from './tensor.js';
 export * as functional from './functional/index.js';
-export { Module, Parameter, type LoadStateDictOptions, type CallOptions } from './modules/module.js';
+export { Module, type LoadStateDictOptions, type ZeroGradOptions, type CallOptions } from './modules/module.js';
+export { Parameter } from './modules/parameter.js';
+export { type StateSlot } from './modules/state-dict.js';
+export { Sequential, ModuleDict } from './modules/container.js';
 export { NormBase, type NormBaseOptions } from './modules/norm-base.js';
 export { BatchNormBase, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormModuleOptions } from './modules/batch-norm.js';
 export { InstanceNormBase, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, type InstanceNormModuleOptions } from './modules/instance-norm.js';
 export { GroupNorm, type GroupNormModuleOptions } from './modules/group-norm.js';
 export { LayerNorm, RMSNorm, type LayerNormModuleOptions, type RMSNormModuleOptions } from './modules/layer-norm.js';
-export { saveSafetensors, loadSafetensors, type StateDict, type Int64Tensor } from './io/safetensors.js';
+export {
+  saveSafetensors, loadSafetensors, loadSafetensorsWithMetadata,
+  type StateDict, type Int64Tensor, type SafetensorsContents,
+} from './io/safetensors.js';
 export { setNumThreads, getNumThreads, buildInfo, type BuildInfo } from './runtime.js';

@@ -1,16 +1,36 @@
 // Tensors are plain { data, shape } records: dense, row-major, float32 or float64. Nothing is copied on the way in.
 import { formatShape, invalidRange, invalidType } from './errors.js';
 
+/** The element arrays normkit computes on. */
 export type FloatArray = Float32Array | Float64Array;
+/** A dtype name, as PyTorch's `torch.float32` / `torch.float64`. */
 export type DType = 'float32' | 'float64';
+/** The array type of a dtype: `ArrayOf<'float64'>` is `Float64Array`. */
+export type ArrayOf<D extends DType> = D extends 'float64' ? Float64Array : Float32Array;
 
-export interface Tensor {
-  readonly data: FloatArray;
+/**
+ * A dense, row-major (C order) tensor: `data.length` is the product of `shape`. Generic over its array type, so a
+ * float32 pipeline sees `Float32Array` data without casts: every layer returns the array type it was given.
+ * Any plain `{ data, shape }` object is a Tensor; outputs carry a frozen shape array of their own.
+ */
+export interface Tensor<A extends FloatArray = FloatArray> {
+  readonly data: A;
   readonly shape: readonly number[];
+}
+
+/** Options of {@link tensor}. */
+export interface TensorOptions<D extends DType = DType> {
+  /** The dtype of the result. Default: the dtype of a typed array `data`, 'float32' for a number[]. */
+  dtype?: D;
 }
 
 export function isFloatArray(v: unknown): v is FloatArray {
   return v instanceof Float32Array || v instanceof Float64Array;
+}
+
+/** Whether `v` has the same array type as `like` (narrows a FloatArray to a generic A without a cast). */
+export function isLike<A extends FloatArray>(like: A, v: FloatArray): v is A {
+  return (like instanceof Float32Array) === (v instanceof Float32Array);
 }
 
 export function dtypeOf(a: FloatArray): DType {
@@ -19,6 +39,11 @@ export function dtypeOf(a: FloatArray): DType {
 
 export function allocate(dtype: DType, length: number): FloatArray {
   return dtype === 'float32' ? new Float32Array(length) : new Float64Array(length);
+}
+
+/** A copy of `values` as an array of `dtype` (float64 -> float32 rounds to nearest, as torch's .to()). */
+export function convert(values: ArrayLike<number>, dtype: DType): FloatArray {
+  return dtype === 'float32' ? Float32Array.from(values) : Float64Array.from(values);
 }
 
 /** Product of the dims; the caller has checked they are non-negative integers. */
@@ -46,7 +71,8 @@ export function checkShape(shape: unknown, name = 'shape'): readonly number[] {
 
 /**
  * Checks that `value` is a tensor ({ data: Float32Array | Float64Array, shape }) whose data length equals the
- * product of its shape. Throws TypeError / RangeError naming `name`.
+ * product of its shape. Throws TypeError / RangeError naming `name`. Returns a tensor with the same data and a
+ * frozen copy of the shape, so an output built from it never shares the caller's shape array.
  */
 export function checkTensor(value: unknown, name: string): Tensor {
   if (typeof value !== 'object' || value === null) throw invalidType(name, 'a tensor { data, shape }', value);
@@ -60,11 +86,38 @@ export function checkTensor(value: unknown, name: string): Tensor {
   if (data.length !== n) {
     throw new RangeError(`Expected ${name}.data to hold ${n} elements for shape ${formatShape(s)} but it holds ${data.length}`);
   }
-  return value as Tensor;
+  return { data, shape: s };
 }
 
-/** Makes a tensor, validating it; a number[] becomes a Float32Array. */
-export function tensor(data: FloatArray | readonly number[], shape: readonly number[]): Tensor {
-  const arr = Array.isArray(data) ? Float32Array.from(data as number[]) : data;
-  return checkTensor({ data: arr, shape: [...shape] }, 'tensor');
+const TENSOR_OPTIONS = ['dtype'];
+
+/**
+ * Makes a validated tensor, as `torch.tensor(data).reshape(shape)`.
+ * - A typed array of the requested dtype (or with no dtype asked) is used as is, not copied.
+ * - A number[] becomes a Float32Array, or a Float64Array with `{ dtype: 'float64' }`.
+ * - A typed array of the other dtype is converted into a new array.
+ * @param data the elements, row-major
+ * @param shape the dims; their product must equal the number of elements
+ * @param options `dtype`: 'float32' | 'float64' (default: data's own dtype, 'float32' for a number[])
+ * @throws TypeError for a wrong kind of value, RangeError when the element count does not match the shape
+ */
+export function tensor<A extends FloatArray>(data: A, shape: readonly number[], options?: TensorOptions<never>): Tensor<A>;
+export function tensor<D extends DType>(data: FloatArray | readonly number[], shape: readonly number[], options: TensorOptions<D> & { dtype: D }): Tensor<ArrayOf<D>>;
+export function tensor(data: readonly number[], shape: readonly number[], options?: TensorOptions): Tensor<Float32Array>;
+export function tensor(data: FloatArray | readonly number[], shape: readonly number[], options?: TensorOptions): Tensor;
+export function tensor(data: FloatArray | readonly number[], shape: readonly number[], options?: TensorOptions): Tensor {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalidType('tensor options', 'an object', options);
+  for (const key of Object.keys(options ?? {})) {
+    if (!TENSOR_OPTIONS.includes(key)) throw new TypeError(`unknown option "${key}" for tensor (known: ${TENSOR_OPTIONS.join(', ')})`);
+  }
+  const dtype: unknown = options?.dtype;
+  if (dtype !== undefined && dtype !== 'float32' && dtype !== 'float64') throw invalidType('tensor option "dtype"', '"float32" or "float64"', dtype);
+  let arr: unknown = data;
+  if (Array.isArray(data)) {
+    (data as unknown[]).forEach((v, i) => { if (typeof v !== 'number') throw invalidType(`tensor data[${i}]`, 'a number', v); });
+    arr = convert(data as number[], dtype ?? 'float32');
+  } else if (isFloatArray(data) && dtype !== undefined && dtypeOf(data) !== dtype) {
+    arr = convert(data, dtype);
+  }
+  return checkTensor({ data: arr, shape }, 'tensor');
 }

@@ -174,7 +174,7 @@ describe('backward', () => {
     expectClose(dx.data, Array.from(dy, (v, i) => v * [2, -3][i % 2]! / Math.sqrt([0.5, 3][i % 2]! + 1e-5)), { rtol: 1e-14, atol: 1e-15 });
   });
 
-  it('adds into weight.grad and bias.grad across calls; zeroGrad zeroes them', () => {
+  it('adds into weight.grad and bias.grad across calls; zeroGrad sets them to null (PyTorch 2) or zeroes them', () => {
     const bn = new BatchNorm1d(3, { dtype: 'float64' });
     const x = tensor(f64(15, 7), [5, 3]), dy = tensor(f64(15, 8), [5, 3]);
     bn.forward(x); bn.backward(dy);
@@ -182,8 +182,14 @@ describe('backward', () => {
     bn.forward(x); bn.backward(dy);
     expectClose(bn.weight!.grad!, Array.from(once.w, (v) => 2 * v), { rtol: 1e-14, atol: 0 });
     expectClose(bn.bias!.grad!, Array.from(once.b, (v) => 2 * v), { rtol: 1e-14, atol: 0 });
-    bn.zeroGrad();
+    bn.zeroGrad({ setToNone: false });
     expect(Array.from(bn.weight!.grad!)).toEqual([0, 0, 0]);
+    bn.zeroGrad();
+    expect(bn.weight!.grad).toBeNull();
+    expect(bn.bias!.grad).toBeNull();
+    bn.forward(x); bn.backward(dy);                       // a fresh grad holds exactly one backward's contribution
+    expect(Array.from(bn.weight!.grad!)).toEqual(Array.from(once.w));
+    expect(() => bn.zeroGrad({ setToNone: 1 } as never)).toThrow(TypeError);
   });
 
   it('throws before any forward', () => {

@@ -21,12 +21,12 @@ describe('LayerNorm / RMSNorm', () => {
   it('reject a trailing shape that is not normalizedShape, in PyTorch words', () => {
     const ln = new LayerNorm([3, 4]);
     ln.forward(t([2, 3, 4])); ln.backward(t([2, 3, 4]));
-    expectRefused(ln, () => ln.forward(t([2, 4, 3])), RangeError, /Given normalized_shape=\[3, 4\], expected input with shape \[\*, 3, 4\], but got input of size\[2, 4, 3\]/);
+    expectRefused(ln, () => ln.forward(t([2, 4, 3])), RangeError, /Given normalizedShape=\[3, 4\], expected input with shape \[\*, 3, 4\], but got input of size \[2, 4, 3\]/);
     expectRefused(ln, () => ln.forward(t([2, 3, 4], Float64Array)), TypeError, /expected float32 input/);
     expectRefused(ln, () => ln.backward(t([2, 3, 5])), RangeError, /Expected dy of shape \[2, 3, 4\]/);
     const rms = new RMSNorm(4);
     expect(rms.forward(t([4])).shape).toEqual([4]);  // input shape == normalizedShape is one row, as in PyTorch
-    expectRefused(rms, () => rms.forward(t([2, 5])), RangeError, /normalized_shape=\[4\]/);
+    expectRefused(rms, () => rms.forward(t([2, 5])), RangeError, /normalizedShape=\[4\]/);
   });
   it('check their constructor arguments', () => {
     expect(() => new LayerNorm([])).toThrow(TypeError);

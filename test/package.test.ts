@@ -44,12 +44,15 @@ const USE = `
   const y = bn.forward(x);
   const dx = bn.backward(tensor(new Float32Array(96).fill(1), [2, 3, 4, 4]));
   const sd = loadSafetensors(saveSafetensors(bn.stateDict()));
-  console.log(JSON.stringify({ y: y.data.length, dx: dx.data.length, nbt: Number(sd.num_batches_tracked.data[0]), info: buildInfo() }));
+  const model = new Sequential(new BatchNorm2d(3), bn);
+  model.loadStateDict(model.stateDict());
+  console.log(JSON.stringify({ y: y.data.length, dx: dx.data.length, nbt: Number(sd.num_batches_tracked.data[0]), info: buildInfo(),
+    keys: Object.keys(model.stateDict()).length }));
 `;
-const USE_CJS = `const { BatchNorm2d, tensor, saveSafetensors, loadSafetensors, buildInfo } = require('normkit');\n${USE}`;
+const USE_CJS = `const { BatchNorm2d, Sequential, tensor, saveSafetensors, loadSafetensors, buildInfo } = require('normkit');\n${USE}`;
 
 /** Runs USE through require in a project: the last stdout line is its JSON. */
-function useIn(dir: string): { y: number; dx: number; nbt: number; info: { version: string; simd: string } } {
+function useIn(dir: string): { y: number; dx: number; nbt: number; keys: number; info: { version: string; simd: string } } {
   writeFileSync(join(dir, 'use.cjs'), USE_CJS);
   return JSON.parse(bare('node', ['use.cjs'], dir)) as ReturnType<typeof useIn>;
 }
@@ -140,6 +143,8 @@ describe('the packed tarball', () => {
     expect(files).toContain('package/prebuilds/linux-x64/libgomp.so.1');
     expect(files).toContain('package/dist/cjs/index.js');
     expect(files).toContain('package/dist/esm/index.mjs');
+    expect(files).toContain('package/docs/API.md');                 // the contract the README links to
+    expect(files).not.toContain('package/docs/fashion-mnist-bn.svg');
     expect(files.some((f) => /^package\/(test|build|bench|examples|node_modules)\//.test(f))).toBe(false);
     expect(statSync(tarball).size).toBeLessThan(1_000_000);
   });
@@ -151,19 +156,19 @@ describe('the packed tarball', () => {
 
   it('works through require (CommonJS)', () => {
     const r = useIn(app);
-    expect(r).toMatchObject({ y: 96, dx: 96, nbt: 1 });
+    expect(r).toMatchObject({ y: 96, dx: 96, nbt: 1, keys: 10 });
     expect(r.info.version).toBe('0.1.0');
     expect(['baseline', 'avx2', 'avx512']).toContain(r.info.simd);
   });
 
   it('works through import (ESM), sharing one module instance with require', () => {
-    writeFileSync(join(app, 'use.mjs'), `import { BatchNorm2d, tensor, saveSafetensors, loadSafetensors, buildInfo, setNumThreads } from 'normkit';
+    writeFileSync(join(app, 'use.mjs'), `import { BatchNorm2d, Sequential, tensor, saveSafetensors, loadSafetensors, buildInfo, setNumThreads } from 'normkit';
 import { createRequire } from 'node:module';
 const cjs = createRequire(import.meta.url)('normkit');
 setNumThreads(1);
 if (cjs.getNumThreads() !== 1 || cjs.BatchNorm2d !== BatchNorm2d) throw new Error('two module instances');
 ${USE}`);
-    expect(JSON.parse(bare('node', ['use.mjs']))).toMatchObject({ y: 96, dx: 96, nbt: 1 });
+    expect(JSON.parse(bare("node", ["use.mjs"]))).toMatchObject({ y: 96, dx: 96, nbt: 1, keys: 10 });
   });
 
   it('NORMKIT_PREBUILDS_ONLY=1 loads the shipped binary from another working directory', () => {

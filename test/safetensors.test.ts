@@ -396,7 +396,7 @@ describe('loadSafetensors rejects malformed files with a clear error', () => {
 
   it('accepts "__metadata__": null and ignores unknown fields of a tensor entry, as the reference does', () => {
     const bytes = file({ __metadata__: null, w: { dtype: 'F32', shape: [1], data_offsets: [0, 4], extra: [1, { x: 2 }] } }, new Uint8Array(Float32Array.of(3).buffer));
-    expect(loadSafetensorsWithMetadata(bytes)).toEqual({ stateDict: { w: f32([3]) }, metadata: undefined });
+    expect(loadSafetensorsWithMetadata(bytes)).toEqual({ stateDict: { w: f32([3]) }, tensors: { w: f32([3]) }, metadata: undefined });
   });
 
   it('never loads any truncation of a valid file', () => {

@@ -64,10 +64,13 @@ describe('loadStateDict', () => {
     const sd = trained().stateDict();
     const bad: StateDict = { ...sd, running_var: { data: new Float32Array(4), shape: [4] } };
     expect(() => dst.loadStateDict(bad, { strict: false })).toThrow(RangeError);
-    expect(() => dst.loadStateDict(bad)).toThrow(/size mismatch for running_var: copying a tensor of shape \[4\] \(4 elements\), the shape in the current layer is \[3\]/);
+    expect(() => dst.loadStateDict(bad)).toThrow(/size mismatch for running_var: copying a tensor of shape \[4\] \(4 elements\), the shape in the current model is \[3\]/);
     expect(() => dst.loadStateDict({ ...sd, weight: { data: new Int32Array(3), shape: [3] } as never })).toThrow(TypeError);
     expect(() => dst.loadStateDict({ ...sd, num_batches_tracked: { data: new Float32Array(1), shape: [] } as never })).toThrow(/int64 scalar/);
     expect(() => dst.loadStateDict({ ...sd, num_batches_tracked: { data: BigInt64Array.of(-1n), shape: [] } })).toThrow(RangeError);
+    // a plain number is not an int64 scalar: the message says what was received
+    expect(() => dst.loadStateDict({ ...sd, num_batches_tracked: 3 as never })).toThrow(
+      /num_batches_tracked: expected an int64 scalar \{ data: BigInt64Array\(1\), shape: \[\] \} but received number 3/);
     expect(Array.from(dst.weight!.data)).toEqual([1, 1, 1]);  // nothing of the valid entries was loaded either
     expect(dst.numBatchesTracked).toBe(0);
   });

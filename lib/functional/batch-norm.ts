@@ -5,45 +5,50 @@ import { batchNormView, channelAxis, type View4 } from '../geometry.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
-import { checkTensor, dtypeOf } from '../tensor.js';
+import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
-import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, type GradSums } from './core.js';
+import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
+import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums } from './core.js';
 
-export interface BatchNormOptions {
-  runningMean?: FloatArray | null;
-  runningVar?: FloatArray | null;
-  weight?: FloatArray | null;
-  bias?: FloatArray | null;
+/** Options of batchNorm (torch.nn.functional.batch_norm's arguments). */
+export interface BatchNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, ChannelsLastArg, OutArg {
+  /** Required. true: normalize with batch statistics and update the running ones; false: use the running ones. */
   training: boolean;
+  /** Weight of the new batch in the running statistics update (a number here; the layers resolve null). Default 0.1. */
   momentum?: number;
-  eps?: number;
-  channelsLast?: boolean;
-  out?: FloatArray;
 }
 
-export interface BatchNormResult {
-  y: Tensor;
+/** What batchNorm returns: the output and what batchNormBackward needs. */
+export interface BatchNormResult<A extends FloatArray = FloatArray> {
+  /** The output, of the input's dtype and shape. */
+  y: Tensor<A>;
   /** The mean used to normalize (the batch mean when training, else the running mean), in float64. */
   saveMean: Float64Array;
   /** 1 / sqrt(var + eps) of the variance used to normalize, in float64. */
   saveInvstd: Float64Array;
 }
 
-export interface BatchNormBackwardOptions {
+/** Options of batchNormBackward. */
+export interface BatchNormBackwardOptions extends SavedStatsArgs, ChannelsLastArg, OutArg {
+  /** The forward's weight (C). Default null: 1. */
   weight?: FloatArray | null;
-  saveMean: FloatArray;
-  saveInvstd: FloatArray;
   /** Whether the forward normalized with batch statistics (default true); false: dx = dy * weight * invstd. */
   training?: boolean;
-  channelsLast?: boolean;
-  out?: FloatArray;
 }
 
-export interface BatchNormBackwardResult {
-  dx: Tensor;
-  dweight: FloatArray;
-  dbias: FloatArray;
+/** What batchNormBackward returns: dx, and the parameter gradients (returned, not accumulated). */
+export interface BatchNormBackwardResult<A extends FloatArray = FloatArray> {
+  /** The gradient of the input. */
+  dx: Tensor<A>;
+  /** The gradient of the weight (C). */
+  dweight: A;
+  /** The gradient of the bias (C). */
+  dbias: A;
 }
+
+const isForward = <A extends FloatArray>(like: A, r: BatchNormResult): r is BatchNormResult<A> => isLike(like, r.y.data);
+const isBackward = <A extends FloatArray>(like: A, r: BatchNormBackwardResult): r is BatchNormBackwardResult<A> =>
+  isLike(like, r.dx.data) && isLike(like, r.dweight) && isLike(like, r.dbias);
 
 const FORWARD_SPEC: OptionSpec<BatchNormOptions> = {
   runningMean: { default: null, check: checks.floatArrayOrNull },
@@ -118,13 +123,20 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions): Steps
   return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
-/** torch.nn.functional.batch_norm. Updates runningMean/runningVar in place when training. */
-export function batchNorm(x: Tensor, options: BatchNormOptions): BatchNormResult {
-  return runSync(batchNormSteps(x, options));
+/**
+ * torch.nn.functional.batch_norm over (N, C, *) input (channels last: (N, *, C)): training normalizes with the batch
+ * mean and biased variance and updates runningMean/runningVar in place (unbiased variance); otherwise normalizes
+ * with them. Throws TypeError/RangeError on bad input, changing nothing.
+ */
+export function batchNorm<T extends Tensor>(x: T, options: BatchNormOptions): BatchNormResult<T['data']> {
+  const r = runSync(batchNormSteps(x, options));
+  return ofInputKind(x.data, r, isForward);
 }
 
-export function batchNormAsync(x: Tensor, options: BatchNormOptions): Promise<BatchNormResult> {
-  return runAsync(batchNormSteps(x, options));
+/** batchNorm with the kernels on the libuv pool (same bits). */
+export async function batchNormAsync<T extends Tensor>(x: T, options: BatchNormOptions): Promise<BatchNormResult<T['data']>> {
+  const r = await runAsync(batchNormSteps(x, options));
+  return ofInputKind(x.data, r, isForward);
 }
 
 function checkBackward(dy: unknown, x: unknown, options: unknown) {
@@ -162,11 +174,14 @@ export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: Batc
 }
 
 /** The gradient of batchNorm: dx, and dweight / dbias (returned, not accumulated). */
-export function batchNormBackward(dy: Tensor, x: Tensor, options: BatchNormBackwardOptions): BatchNormBackwardResult {
-  return runSync(batchNormBackwardSteps(dy, x, options));
+export function batchNormBackward<T extends Tensor>(dy: T, x: T, options: BatchNormBackwardOptions): BatchNormBackwardResult<T['data']> {
+  const r = runSync(batchNormBackwardSteps(dy, x, options));
+  return ofInputKind(x.data, r, isBackward);
 }
 
-export function batchNormBackwardAsync(dy: Tensor, x: Tensor, options: BatchNormBackwardOptions):
-  Promise<BatchNormBackwardResult> {
-  return runAsync(batchNormBackwardSteps(dy, x, options));
+/** batchNormBackward with the kernels on the libuv pool (same bits). */
+export async function batchNormBackwardAsync<T extends Tensor>(dy: T, x: T, options: BatchNormBackwardOptions):
+  Promise<BatchNormBackwardResult<T['data']>> {
+  const r = await runAsync(batchNormBackwardSteps(dy, x, options));
+  return ofInputKind(x.data, r, isBackward);
 }

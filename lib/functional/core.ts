@@ -94,6 +94,15 @@ export function* backwardTrain(v: View4, dy: FloatArray, x: FloatArray, dx: Floa
   return { sumDy, sumDyXmu };
 }
 
+/**
+ * r, typed with the input's array type: the kernels write every output array in the input's dtype, which `is`
+ * checks (a mismatch would be a bug here, never the caller's), so float32 callers get Float32Array without casts.
+ */
+export function ofInputKind<A extends FloatArray, R, N extends R>(like: A, r: R, is: (like: A, r: R) => r is N): N {
+  if (is(like, r)) return r;
+  throw new Error('normkit internal: a result does not have its input\'s dtype');
+}
+
 /** A float array of `like`'s dtype holding `values`. */
 export function asDtype(like: FloatArray, values: ArrayLike<number>): FloatArray {
   return like instanceof Float32Array ? Float32Array.from(values) : Float64Array.from(values);

@@ -6,18 +6,26 @@ import { groupNormViews } from '../geometry.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { checkPositiveInt, checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
-import { checkTensor, dtypeOf, numel } from '../tensor.js';
+import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
-import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, trainingCoefs } from './core.js';
+import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, SavedStatsArgs } from './options.js';
+import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, ofInputKind, trainingCoefs } from './core.js';
 
-export interface GroupNormOptions {
-  weight?: FloatArray | null; bias?: FloatArray | null; eps?: number; channelsLast?: boolean; out?: FloatArray;
+/** Options of groupNorm: weight and bias per channel (C). */
+export interface GroupNormOptions extends AffineArgs, EpsArg, ChannelsLastArg, OutArg {}
+/** What groupNorm returns: y, and per (sample, group) the mean and 1 / sqrt(var + eps) in float64. */
+export interface GroupNormResult<A extends FloatArray = FloatArray> { y: Tensor<A>; /** (N * G) */ saveMean: Float64Array; saveInvstd: Float64Array }
+/** Options of groupNormBackward. */
+export interface GroupNormBackwardOptions extends SavedStatsArgs, ChannelsLastArg, OutArg {
+  /** The forward's weight (C). Default null: 1. */
+  weight?: FloatArray | null;
 }
-export interface GroupNormResult { y: Tensor; /** (N * G) */ saveMean: Float64Array; saveInvstd: Float64Array }
-export interface GroupNormBackwardOptions {
-  weight?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; channelsLast?: boolean; out?: FloatArray;
-}
-export interface GroupNormBackwardResult { dx: Tensor; dweight: FloatArray; dbias: FloatArray }
+/** What groupNormBackward returns: dx, and dweight / dbias (returned, not accumulated). */
+export interface GroupNormBackwardResult<A extends FloatArray = FloatArray> { dx: Tensor<A>; dweight: A; dbias: A }
+
+const isForward = <A extends FloatArray>(like: A, r: GroupNormResult): r is GroupNormResult<A> => isLike(like, r.y.data);
+const isBackward = <A extends FloatArray>(like: A, r: GroupNormBackwardResult): r is GroupNormBackwardResult<A> =>
+  isLike(like, r.dx.data) && isLike(like, r.dweight) && isLike(like, r.dbias);
 
 const SPEC: OptionSpec<GroupNormOptions> = {
   weight: { default: null, check: checks.floatArrayOrNull },
@@ -102,12 +110,21 @@ export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: nu
   return result();
 }
 
-export function groupNorm(x: Tensor, numGroups: number, options?: GroupNormOptions): GroupNormResult {
-  return runSync(groupNormSteps(x, numGroups, options));
+/**
+ * torch.nn.functional.group_norm over (N, C, *) input: per sample, each group of C / numGroups channels is
+ * normalized over its channels and positions (biased variance), then scaled and shifted per channel.
+ */
+export function groupNorm<T extends Tensor>(x: T, numGroups: number, options?: GroupNormOptions): GroupNormResult<T['data']> {
+  const r = runSync(groupNormSteps(x, numGroups, options));
+  return ofInputKind(x.data, r, isForward);
 }
-export function groupNormBackward(dy: Tensor, x: Tensor, numGroups: number, options: GroupNormBackwardOptions): GroupNormBackwardResult {
-  return runSync(groupNormBackwardSteps(dy, x, numGroups, options));
+/** The gradient of groupNorm: dx, and dweight / dbias (returned, not accumulated). */
+export function groupNormBackward<T extends Tensor>(dy: T, x: T, numGroups: number, options: GroupNormBackwardOptions): GroupNormBackwardResult<T['data']> {
+  const r = runSync(groupNormBackwardSteps(dy, x, numGroups, options));
+  return ofInputKind(x.data, r, isBackward);
 }
-export function groupNormAsync(x: Tensor, numGroups: number, options?: GroupNormOptions): Promise<GroupNormResult> {
-  return runAsync(groupNormSteps(x, numGroups, options));
+/** groupNorm with the kernels on the libuv pool (same bits). */
+export async function groupNormAsync<T extends Tensor>(x: T, numGroups: number, options?: GroupNormOptions): Promise<GroupNormResult<T['data']>> {
+  const r = await runAsync(groupNormSteps(x, numGroups, options));
+  return ofInputKind(x.data, r, isForward);
 }

@@ -6,20 +6,33 @@ import { instanceNormView } from '../geometry.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
-import { checkTensor, dtypeOf } from '../tensor.js';
+import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
-import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, type GradSums } from './core.js';
+import type { AffineArgs, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
+import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums } from './core.js';
 
-export interface InstanceNormOptions {
-  runningMean?: FloatArray | null; runningVar?: FloatArray | null; weight?: FloatArray | null; bias?: FloatArray | null;
-  /** true (default): normalize with each instance's statistics; false: with the running stats. */
-  useInputStats?: boolean; momentum?: number; eps?: number; out?: FloatArray;
+/** Options of instanceNorm (torch.nn.functional.instance_norm's arguments). */
+export interface InstanceNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, OutArg {
+  /** true (default): normalize with each instance's statistics (and update the running ones); false: with the running ones. */
+  useInputStats?: boolean;
+  /** Weight of the new batch in the running statistics update. Default 0.1. */
+  momentum?: number;
 }
-export interface InstanceNormResult { y: Tensor; /** (N * C) */ saveMean: Float64Array; saveInvstd: Float64Array }
-export interface InstanceNormBackwardOptions {
-  weight?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; useInputStats?: boolean; out?: FloatArray;
+/** What instanceNorm returns: y, and per (sample, channel) the mean and 1 / sqrt(var + eps) in float64. */
+export interface InstanceNormResult<A extends FloatArray = FloatArray> { y: Tensor<A>; /** (N * C) */ saveMean: Float64Array; saveInvstd: Float64Array }
+/** Options of instanceNormBackward. */
+export interface InstanceNormBackwardOptions extends SavedStatsArgs, OutArg {
+  /** The forward's weight (C). Default null: 1. */
+  weight?: FloatArray | null;
+  /** The forward's useInputStats (default true); false: dx = dy * weight * invstd. */
+  useInputStats?: boolean;
 }
-export interface InstanceNormBackwardResult { dx: Tensor; dweight: FloatArray; dbias: FloatArray }
+/** What instanceNormBackward returns: dx, and dweight / dbias (returned, not accumulated). */
+export interface InstanceNormBackwardResult<A extends FloatArray = FloatArray> { dx: Tensor<A>; dweight: A; dbias: A }
+
+const isForward = <A extends FloatArray>(like: A, r: InstanceNormResult): r is InstanceNormResult<A> => isLike(like, r.y.data);
+const isBackward = <A extends FloatArray>(like: A, r: InstanceNormBackwardResult): r is InstanceNormBackwardResult<A> =>
+  isLike(like, r.dx.data) && isLike(like, r.dweight) && isLike(like, r.dbias);
 
 const SPEC: OptionSpec<InstanceNormOptions> = {
   runningMean: { default: null, check: checks.floatArrayOrNull },
@@ -107,12 +120,21 @@ export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: I
   return result();
 }
 
-export function instanceNorm(x: Tensor, options?: InstanceNormOptions): InstanceNormResult {
-  return runSync(instanceNormSteps(x, options));
+/**
+ * torch.nn.functional.instance_norm over (N, C, *) input: each (sample, channel) normalized over its positions
+ * (biased variance); with running statistics and useInputStats, they are updated in place.
+ */
+export function instanceNorm<T extends Tensor>(x: T, options?: InstanceNormOptions): InstanceNormResult<T['data']> {
+  const r = runSync(instanceNormSteps(x, options));
+  return ofInputKind(x.data, r, isForward);
 }
-export function instanceNormBackward(dy: Tensor, x: Tensor, options: InstanceNormBackwardOptions): InstanceNormBackwardResult {
-  return runSync(instanceNormBackwardSteps(dy, x, options));
+/** The gradient of instanceNorm: dx, and dweight / dbias (returned, not accumulated). */
+export function instanceNormBackward<T extends Tensor>(dy: T, x: T, options: InstanceNormBackwardOptions): InstanceNormBackwardResult<T['data']> {
+  const r = runSync(instanceNormBackwardSteps(dy, x, options));
+  return ofInputKind(x.data, r, isBackward);
 }
-export function instanceNormAsync(x: Tensor, options?: InstanceNormOptions): Promise<InstanceNormResult> {
-  return runAsync(instanceNormSteps(x, options));
+/** instanceNorm with the kernels on the libuv pool (same bits). */
+export async function instanceNormAsync<T extends Tensor>(x: T, options?: InstanceNormOptions): Promise<InstanceNormResult<T['data']>> {
+  const r = await runAsync(instanceNormSteps(x, options));
+  return ofInputKind(x.data, r, isForward);
 }

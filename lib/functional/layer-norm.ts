@@ -5,9 +5,10 @@ import { rowView, type View4 } from '../geometry.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
-import { checkTensor, dtypeOf, numel } from '../tensor.js';
+import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
-import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, positionGrads, trainingCoefs } from './core.js';
+import type { AffineArgs, EpsArg, OutArg, SavedStatsArgs } from './options.js';
+import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, ofInputKind, positionGrads, trainingCoefs } from './core.js';
 
 /** A normalizedShape argument: a positive integer or a non-empty array of them. */
 export function checkNormalizedShape(value: unknown, name = 'normalizedShape'): readonly number[] {
@@ -24,8 +25,8 @@ export function checkNormalizedShape(value: unknown, name = 'normalizedShape'): 
 function checkTrailing(x: Tensor, shape: readonly number[]): void {
   const r = x.shape.length, k = shape.length;
   if (r < k || shape.some((d, i) => x.shape[r - k + i] !== d)) {
-    throw new RangeError(`Given normalized_shape=${formatShape(shape)}, expected input with shape [*, ${shape.join(', ')}], ` +
-      `but got input of size${formatShape(x.shape)}`);
+    throw new RangeError(`Given normalizedShape=${formatShape(shape)}, expected input with shape [*, ${shape.join(', ')}], ` +
+      `but got input of size ${formatShape(x.shape)}`);
   }
 }
 
@@ -44,13 +45,20 @@ function checkInput(x: unknown, normalizedShape: unknown, weight: unknown, bias:
   };
 }
 
-export interface LayerNormOptions { weight?: FloatArray | null; bias?: FloatArray | null; eps?: number; out?: FloatArray }
-export interface LayerNormResult { y: Tensor; saveMean: Float64Array; saveInvstd: Float64Array }
-export interface LayerNormBackwardOptions {
-  weight?: FloatArray | null; bias?: FloatArray | null; saveMean: FloatArray; saveInvstd: FloatArray; out?: FloatArray;
-}
-/** dweight / dbias are null where the forward had no weight / bias. */
-export interface LayerNormBackwardResult { dx: Tensor; dweight: FloatArray | null; dbias: FloatArray | null }
+/** Options of layerNorm: weight and bias per position (shape normalizedShape). */
+export interface LayerNormOptions extends AffineArgs, EpsArg, OutArg {}
+/** What layerNorm returns: y, and per row the mean and 1 / sqrt(var + eps) in float64. */
+export interface LayerNormResult<A extends FloatArray = FloatArray> { y: Tensor<A>; saveMean: Float64Array; saveInvstd: Float64Array }
+/** Options of layerNormBackward: the forward's weight and bias, and its saved statistics. */
+export interface LayerNormBackwardOptions extends AffineArgs, SavedStatsArgs, OutArg {}
+/** What layerNormBackward returns; dweight / dbias are null where the forward had no weight / bias. */
+export interface LayerNormBackwardResult<A extends FloatArray = FloatArray> { dx: Tensor<A>; dweight: A | null; dbias: A | null }
+
+/** Whether every array of a result that exists is of `like`'s array type. */
+const allLike = (like: FloatArray, ...arrays: Array<FloatArray | null>) => arrays.every((a) => a === null || isLike(like, a));
+const isLnForward = <A extends FloatArray>(like: A, r: LayerNormResult): r is LayerNormResult<A> => isLike(like, r.y.data);
+const isLnBackward = <A extends FloatArray>(like: A, r: LayerNormBackwardResult): r is LayerNormBackwardResult<A> =>
+  allLike(like, r.dx.data, r.dweight, r.dbias);
 
 const LN_SPEC: OptionSpec<LayerNormOptions> = {
   weight: { default: null, check: checks.floatArrayOrNull },
@@ -95,24 +103,48 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
   return grads(p.dw, p.db);
 }
 
-export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): LayerNormResult {
-  return runSync(layerNormSteps(x, normalizedShape, options));
+/** torch.nn.functional.layer_norm: normalizes each row over the trailing normalizedShape dims (biased variance). */
+export function layerNorm<T extends Tensor>(x: T, normalizedShape: number | readonly number[], options?: LayerNormOptions): LayerNormResult<T['data']> {
+  const r = runSync(layerNormSteps(x, normalizedShape, options));
+  return ofInputKind(x.data, r, isLnForward);
 }
-export function layerNormBackward(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): LayerNormBackwardResult {
-  return runSync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+/** The gradient of layerNorm: dx, and dweight / dbias (returned, not accumulated). */
+export function layerNormBackward<T extends Tensor>(dy: T, x: T, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): LayerNormBackwardResult<T['data']> {
+  const r = runSync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+  return ofInputKind(x.data, r, isLnBackward);
 }
-export function layerNormAsync(x: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): Promise<LayerNormResult> {
-  return runAsync(layerNormSteps(x, normalizedShape, options));
+/** layerNorm with the kernels on the libuv pool (same bits). */
+export async function layerNormAsync<T extends Tensor>(x: T, normalizedShape: number | readonly number[], options?: LayerNormOptions): Promise<LayerNormResult<T['data']>> {
+  const r = await runAsync(layerNormSteps(x, normalizedShape, options));
+  return ofInputKind(x.data, r, isLnForward);
 }
 
 // ----------------------------------------------------------------------------------------------------------------
 // RMS norm: y = x / sqrt(mean(x^2) + eps) * weight. No mean is subtracted; eps null = the dtype's machine epsilon.
 // ----------------------------------------------------------------------------------------------------------------
 
-export interface RmsNormOptions { weight?: FloatArray | null; eps?: number | null; out?: FloatArray }
-export interface RmsNormResult { y: Tensor; saveInvRms: Float64Array }
-export interface RmsNormBackwardOptions { weight?: FloatArray | null; saveInvRms: FloatArray; out?: FloatArray }
-export interface RmsNormBackwardResult { dx: Tensor; dweight: FloatArray | null }
+/** Options of rmsNorm. */
+export interface RmsNormOptions extends OutArg {
+  /** The per-position scale (shape normalizedShape), of the input's dtype. Default null: none. */
+  weight?: FloatArray | null;
+  /** Added to mean(x²). Default null: the machine epsilon of the input's dtype (torch.finfo(dtype).eps). */
+  eps?: number | null;
+}
+/** What rmsNorm returns: y, and per row 1 / sqrt(mean(x²) + eps) in float64. */
+export interface RmsNormResult<A extends FloatArray = FloatArray> { y: Tensor<A>; saveInvRms: Float64Array }
+/** Options of rmsNormBackward. */
+export interface RmsNormBackwardOptions extends OutArg {
+  /** The forward's weight. Default null: none. */
+  weight?: FloatArray | null;
+  /** The forward result's saveInvRms. */
+  saveInvRms: FloatArray;
+}
+/** What rmsNormBackward returns; dweight is null where the forward had no weight. */
+export interface RmsNormBackwardResult<A extends FloatArray = FloatArray> { dx: Tensor<A>; dweight: A | null }
+
+const isRmsForward = <A extends FloatArray>(like: A, r: RmsNormResult): r is RmsNormResult<A> => isLike(like, r.y.data);
+const isRmsBackward = <A extends FloatArray>(like: A, r: RmsNormBackwardResult): r is RmsNormBackwardResult<A> =>
+  allLike(like, r.dx.data, r.dweight);
 
 const RMS_SPEC: OptionSpec<RmsNormOptions> = {
   weight: { default: null, check: checks.floatArrayOrNull },
@@ -160,9 +192,13 @@ export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape
   return { dx: { data: out, shape: x.shape }, dweight: p ? asDtype(x.data, p.dw) : null };
 }
 
-export function rmsNorm(x: Tensor, normalizedShape: number | readonly number[], options?: RmsNormOptions): RmsNormResult {
-  return runSync(rmsNormSteps(x, normalizedShape, options));
+/** torch.nn.functional.rms_norm: y = x / sqrt(mean(x²) + eps) * weight over the trailing normalizedShape dims. */
+export function rmsNorm<T extends Tensor>(x: T, normalizedShape: number | readonly number[], options?: RmsNormOptions): RmsNormResult<T['data']> {
+  const r = runSync(rmsNormSteps(x, normalizedShape, options));
+  return ofInputKind(x.data, r, isRmsForward);
 }
-export function rmsNormBackward(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): RmsNormBackwardResult {
-  return runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+/** The gradient of rmsNorm: dx, and dweight (returned, not accumulated). */
+export function rmsNormBackward<T extends Tensor>(dy: T, x: T, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): RmsNormBackwardResult<T['data']> {
+  const r = runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+  return ofInputKind(x.data, r, isRmsBackward);
 }

@@ -30,7 +30,11 @@ export type StateDict = Record<string, Tensor | Int64Tensor>;
 
 /** What `loadSafetensorsWithMetadata` returns: the tensors, and the "__metadata__" map if the file has one. */
 export interface SafetensorsContents {
+  /** The tensors, in file order. */
   stateDict: StateDict;
+  /** The same object as stateDict (the name API.md's contract uses). */
+  tensors: StateDict;
+  /** The file's "__metadata__" (e.g. { format: 'pt' }), or undefined when it has none. */
   metadata: Record<string, string> | undefined;
 }
 
@@ -537,7 +541,7 @@ export function loadSafetensorsWithMetadata(bytes: Uint8Array): SafetensorsConte
     // (two branches so each object literal has one typed-array type)
     put<Tensor | Int64Tensor>(stateDict, t.name, data instanceof BigInt64Array ? { data, shape: t.shape } : { data, shape: t.shape });
   });
-  return { stateDict, metadata };
+  return { stateDict, tensors: stateDict, metadata };
 }
 
 /** Reads the tensors of a .safetensors file; see loadSafetensorsWithMetadata (which also returns the metadata). */

@@ -7,6 +7,7 @@ import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
 import { accumulateGrad } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
+/** Options of BatchNorm1d/2d/3d: eps 1e-5, momentum 0.1, affine true, trackRunningStats true, channelsLast false, dtype 'float32'. */
 export type BatchNormModuleOptions = NormBaseOptions;
 
 const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
@@ -20,11 +21,21 @@ const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
 
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; training: boolean }
 
+/**
+ * torch.nn.BatchNorm*: training normalizes with the batch mean and BIASED variance and updates the running
+ * statistics (running = (1 - momentum) * running + momentum * batch, with the UNBIASED variance); eval normalizes
+ * with the running statistics. BatchNorm1d/2d/3d differ only in the input ranks they accept.
+ */
 export abstract class BatchNormBase extends NormBase {
   private saved: Saved | null = null;
   /** The input ranks this class accepts, e.g. [4] for BatchNorm2d. */
   protected abstract readonly ranks: readonly number[];
 
+  /**
+   * @param numFeatures C, the channels of the input (dimension 1, or the last with channelsLast)
+   * @param options eps (1e-5), momentum (0.1; null: cumulative average), affine (true), trackRunningStats (true),
+   *   channelsLast (false), dtype ('float32')
+   */
   constructor(numFeatures: number, options?: BatchNormModuleOptions) {
     super(numFeatures, options, DEFAULTS, new.target.name);
   }

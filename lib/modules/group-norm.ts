@@ -5,9 +5,20 @@ import * as F from '../functional/group-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checkPositiveInt, checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, type DType, type FloatArray, type Tensor } from '../tensor.js';
-import { accumulateGrad, Module, Parameter, type StateSlot } from './module.js';
+import { Layer } from './layer.js';
+import { accumulateGrad, Parameter } from './module.js';
 
-export interface GroupNormModuleOptions { eps?: number; affine?: boolean; channelsLast?: boolean; dtype?: DType }
+/** Options of GroupNorm (PyTorch's defaults). */
+export interface GroupNormModuleOptions {
+  /** Added to the variance for numerical stability. Default 1e-5. */
+  eps?: number;
+  /** Learnable per-channel weight (init 1) and bias (init 0), shape [numChannels]. Default true. */
+  affine?: boolean;
+  /** The channel is the LAST axis, e.g. (N, H, W, C). Default false. */
+  channelsLast?: boolean;
+  /** The dtype of the parameters and of the inputs accepted. Default 'float32'. */
+  dtype?: DType;
+}
 
 const DEFAULTS: OptionSpec<GroupNormModuleOptions> = Object.freeze({
   eps: { default: 1e-5, check: checks.nonNegative },
@@ -16,17 +27,33 @@ const DEFAULTS: OptionSpec<GroupNormModuleOptions> = Object.freeze({
   dtype: { default: 'float32', check: checks.dtype },
 });
 
-export class GroupNorm extends Module {
+/**
+ * torch.nn.GroupNorm: per sample, normalizes each group of numChannels / numGroups channels over those channels
+ * and all spatial positions (biased variance), then applies a per-channel affine. Input (N, C, *) (channels last:
+ * (N, *, C)). No running statistics: train and eval behave the same.
+ */
+export class GroupNorm extends Layer {
+  /** G, the number of groups the channels are split into. */
   readonly numGroups: number;
+  /** C, the number of channels (a multiple of numGroups). */
   readonly numChannels: number;
+  /** Added to the variance. */
   readonly eps: number;
+  /** Whether weight and bias exist. */
   readonly affine: boolean;
+  /** Whether the channel is the last axis. */
   readonly channelsLast: boolean;
-  readonly dtype: DType;
+  /** Per-channel scale, shape [C], init 1; null without affine. */
   weight: Parameter | null;
+  /** Per-channel shift, shape [C], init 0; null without affine. */
   bias: Parameter | null;
   private saved: { x: Tensor; mean: Float64Array; invstd: Float64Array } | null = null;
 
+  /**
+   * @param numGroups G, a positive integer dividing numChannels
+   * @param numChannels C, the channels of the input
+   * @param options eps (1e-5), affine (true), channelsLast (false), dtype ('float32')
+   */
   constructor(numGroups: number, numChannels: number, options?: GroupNormModuleOptions) {
     super();
     this.numGroups = checkPositiveInt(numGroups, 'GroupNorm numGroups');
@@ -35,25 +62,16 @@ export class GroupNorm extends Module {
       throw new RangeError(`GroupNorm: numChannels must be divisible by numGroups (got numChannels=${numChannels}, numGroups=${numGroups})`);
     }
     const o = parseOptions<GroupNormModuleOptions>('GroupNorm', options, DEFAULTS);
-    this.eps = o.eps!; this.affine = o.affine!; this.channelsLast = o.channelsLast!; this.dtype = o.dtype!;
+    this.eps = o.eps!; this.affine = o.affine!; this.channelsLast = o.channelsLast!; this.setDtype(o.dtype!);
     this.weight = this.affine ? new Parameter(allocate(this.dtype, numChannels).fill(1)) : null;
     this.bias = this.affine ? new Parameter(allocate(this.dtype, numChannels)) : null;
   }
 
-  protected get layerName(): string { return 'GroupNorm'; }
-
-  parameters(): Parameter[] { return this.weight && this.bias ? [this.weight, this.bias] : []; }
-
+  /** weight 1, bias 0. */
   resetParameters(): void {
     this.assertIdle('resetParameters');
     this.weight?.data.fill(1);
     this.bias?.data.fill(0);
-  }
-
-  protected stateSlots(): StateSlot[] {
-    if (!this.weight || !this.bias) return [];
-    return [{ kind: 'float', key: 'weight', array: this.weight.data, shape: [this.numChannels] },
-      { kind: 'float', key: 'bias', array: this.bias.data, shape: [this.numChannels] }];
   }
 
   private checkInput(input: unknown): Tensor {

@@ -8,7 +8,14 @@ import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
 import { accumulateGrad } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
-export type InstanceNormModuleOptions = Omit<NormBaseOptions, 'channelsLast' | 'momentum'> & { momentum?: number };
+/**
+ * Options of InstanceNorm1d/2d/3d: eps 1e-5, momentum 0.1 (a number), affine FALSE, trackRunningStats FALSE,
+ * dtype 'float32' (PyTorch's defaults).
+ */
+export type InstanceNormModuleOptions = Omit<NormBaseOptions, 'channelsLast' | 'momentum'> & {
+  /** Weight of the new batch in the running statistics (with trackRunningStats). Default 0.1. */
+  momentum?: number;
+};
 
 const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
   eps: { default: 1e-5, check: checks.nonNegative },
@@ -20,18 +27,25 @@ const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
 
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; useInputStats: boolean }
 
+/**
+ * torch.nn.InstanceNorm*: per sample and channel, normalizes over the spatial positions (biased variance). With
+ * trackRunningStats, eval uses running statistics averaged over the batch's instances.
+ */
 export abstract class InstanceNormBase extends NormBase {
   private saved: Saved | null = null;
   /** Rank of a batched input (N, C, *spatial); one less is an unbatched input. */
   protected abstract readonly batchedRank: number;
 
+  /**
+   * @param numFeatures C, the channels of the input
+   * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false), dtype ('float32')
+   */
   constructor(numFeatures: number, options?: InstanceNormModuleOptions) {
     super(numFeatures, options, DEFAULTS, new.target.name);
   }
 
   /** The input seen as batched: an unbatched (C, *) input gets N = 1 (PyTorch's _handle_no_batch_input). */
-  private batched(input: Tensor): Tensor {
-    const x = this.checkRankAndDtype(input, [this.batchedRank - 1, this.batchedRank]);
+  private batched(x: Tensor): Tensor {
     const b = x.shape.length === this.batchedRank ? x : { data: x.data, shape: [1, ...x.shape] };
     if (b.shape[1] !== this.numFeatures && (this.affine || this.trackRunningStats)) {
       throw new RangeError(`${this.layerName}: expected input's size at dim=${x.shape.length - this.batchedRank + 1} to match ` +
@@ -41,7 +55,8 @@ export abstract class InstanceNormBase extends NormBase {
   }
 
   protected *forwardSteps(input: Tensor, out: FloatArray | undefined): Steps<Tensor> {
-    const x = this.batched(input);
+    const given = this.checkRankAndDtype(input, [this.batchedRank - 1, this.batchedRank]);
+    const x = this.batched(given);
     this.checkOutAlias(out, x);
     const useInputStats = this.training || !this.trackRunningStats;
     const r = yield* F.instanceNormSteps(x, {
@@ -49,7 +64,7 @@ export abstract class InstanceNormBase extends NormBase {
       bias: this.bias?.data ?? null, useInputStats, momentum: this.momentum!, eps: this.eps, out,
     });
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, useInputStats };
-    return { data: r.y.data, shape: input.shape };
+    return { data: r.y.data, shape: given.shape };
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {

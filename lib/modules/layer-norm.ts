@@ -5,10 +5,29 @@ import * as F from '../functional/layer-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, numel, type DType, type FloatArray, type Tensor } from '../tensor.js';
-import { accumulateGrad, Module, Parameter, type StateSlot } from './module.js';
+import { Layer } from './layer.js';
+import { accumulateGrad, Parameter } from './module.js';
 
-export interface LayerNormModuleOptions { eps?: number; elementwiseAffine?: boolean; bias?: boolean; dtype?: DType }
-export interface RMSNormModuleOptions { eps?: number | null; elementwiseAffine?: boolean; dtype?: DType }
+/** Options of LayerNorm (PyTorch's defaults). */
+export interface LayerNormModuleOptions {
+  /** Added to the variance for numerical stability. Default 1e-5. */
+  eps?: number;
+  /** Learnable per-position weight (init 1) and bias (init 0) of shape normalizedShape. Default true. */
+  elementwiseAffine?: boolean;
+  /** With elementwiseAffine, whether the bias exists (PyTorch 2.1's `bias`). Default true. */
+  bias?: boolean;
+  /** The dtype of the parameters and of the inputs accepted. Default 'float32'. */
+  dtype?: DType;
+}
+/** Options of RMSNorm (PyTorch's defaults). */
+export interface RMSNormModuleOptions {
+  /** Added to mean(x²). Default null: the machine epsilon of the dtype (torch.finfo(dtype).eps), as PyTorch. */
+  eps?: number | null;
+  /** Learnable per-position weight (init 1) of shape normalizedShape. Default true. */
+  elementwiseAffine?: boolean;
+  /** The dtype of the weight and of the inputs accepted. Default 'float32'. */
+  dtype?: DType;
+}
 
 const LN_DEFAULTS: OptionSpec<LayerNormModuleOptions> = Object.freeze({
   eps: { default: 1e-5, check: checks.nonNegative },
@@ -23,37 +42,29 @@ const RMS_DEFAULTS: OptionSpec<RMSNormModuleOptions> = Object.freeze({
 });
 
 /** What LayerNorm and RMSNorm share: normalizedShape, per-position parameters, input checks, state slots. */
-abstract class TrailingNorm extends Module {
+abstract class TrailingNorm extends Layer {
+  /** The trailing dims normalized over (frozen). */
   readonly normalizedShape: readonly number[];
-  readonly dtype: DType;
+  /** Per-position scale, shape normalizedShape, init 1; null without elementwiseAffine. */
   weight: Parameter | null = null;
+  /** Per-position shift, shape normalizedShape, init 0; null without it (always null for RMSNorm). */
   bias: Parameter | null = null;
 
   protected constructor(normalizedShape: number | readonly number[], dtype: DType) {
     super();
     this.normalizedShape = F.checkNormalizedShape(normalizedShape);
-    this.dtype = dtype;
+    this.setDtype(dtype);
   }
-
-  protected get layerName(): string { return this.constructor.name; }
 
   protected newParam(fill: number): Parameter {
     return new Parameter(allocate(this.dtype, numel(this.normalizedShape)).fill(fill), this.normalizedShape);
   }
 
-  parameters(): Parameter[] { return [this.weight, this.bias].filter((p): p is Parameter => p !== null); }
-
+  /** weight 1, bias 0. */
   resetParameters(): void {
     this.assertIdle('resetParameters');
     this.weight?.data.fill(1);
     this.bias?.data.fill(0);
-  }
-
-  protected stateSlots(): StateSlot[] {
-    const slots: StateSlot[] = [];
-    if (this.weight) slots.push({ kind: 'float', key: 'weight', array: this.weight.data, shape: this.normalizedShape });
-    if (this.bias) slots.push({ kind: 'float', key: 'bias', array: this.bias.data, shape: this.normalizedShape });
-    return slots;
   }
 
   protected checkDtype(input: unknown): Tensor {
@@ -63,11 +74,22 @@ abstract class TrailingNorm extends Module {
   }
 }
 
+/**
+ * torch.nn.LayerNorm: normalizes over the trailing dims given by normalizedShape, per row, with the biased
+ * variance: y = (x - mean) / sqrt(var + eps) * weight + bias. Input (*, ...normalizedShape). No running
+ * statistics: train and eval behave the same.
+ */
 export class LayerNorm extends TrailingNorm {
+  /** Added to the variance. */
   readonly eps: number;
+  /** Whether weight (and bias) exist. */
   readonly elementwiseAffine: boolean;
   private saved: { x: Tensor; mean: Float64Array; invstd: Float64Array } | null = null;
 
+  /**
+   * @param normalizedShape the trailing dims to normalize over: a positive integer or a non-empty array of them
+   * @param options eps (1e-5), elementwiseAffine (true), bias (true), dtype ('float32')
+   */
   constructor(normalizedShape: number | readonly number[], options?: LayerNormModuleOptions) {
     const o = parseOptions<LayerNormModuleOptions>('LayerNorm', options, LN_DEFAULTS);
     super(normalizedShape, o.dtype!);
@@ -98,12 +120,21 @@ export class LayerNorm extends TrailingNorm {
   }
 }
 
+/**
+ * torch.nn.RMSNorm: y = x / sqrt(mean(x²) + eps) * weight over the trailing dims given by normalizedShape (no mean
+ * subtracted, no bias). No running statistics.
+ */
 export class RMSNorm extends TrailingNorm {
   /** null: the machine epsilon of the dtype (torch.finfo(dtype).eps), as PyTorch. */
   readonly eps: number | null;
+  /** Whether the weight exists. */
   readonly elementwiseAffine: boolean;
   private saved: { x: Tensor; invRms: Float64Array } | null = null;
 
+  /**
+   * @param normalizedShape the trailing dims to normalize over: a positive integer or a non-empty array of them
+   * @param options eps (null: the dtype's machine epsilon), elementwiseAffine (true), dtype ('float32')
+   */
   constructor(normalizedShape: number | readonly number[], options?: RMSNormModuleOptions) {
     const o = parseOptions<RMSNormModuleOptions>('RMSNorm', options, RMS_DEFAULTS);
     super(normalizedShape, o.dtype!);

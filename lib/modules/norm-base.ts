@@ -3,31 +3,54 @@
 import { describe, formatShape } from '../errors.js';
 import { checkPositiveInt, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, type DType, type FloatArray, type Tensor } from '../tensor.js';
-import { Module, Parameter, type StateSlot } from './module.js';
+import { convertBuffer, Layer } from './layer.js';
+import { Parameter, type StateSlot } from './module.js';
 
+/** Options of BatchNorm1d/2d/3d and InstanceNorm1d/2d/3d (PyTorch's defaults; InstanceNorm's differ where noted). */
 export interface NormBaseOptions {
+  /** Added to the variance for numerical stability. Default 1e-5. */
   eps?: number;
-  /** Weight of the new batch in the running stats; null: cumulative average over numBatchesTracked (BatchNorm). */
+  /**
+   * Weight of the NEW batch in the running statistics: running = (1 - momentum) * running + momentum * batch.
+   * null (BatchNorm only): a cumulative average over numBatchesTracked. Default 0.1.
+   */
   momentum?: number | null;
+  /** Learnable per-channel weight (init 1) and bias (init 0). Default true for BatchNorm, false for InstanceNorm. */
   affine?: boolean;
+  /**
+   * Keep running mean and variance, used in eval mode; false: batch statistics in both modes.
+   * Default true for BatchNorm, false for InstanceNorm.
+   */
   trackRunningStats?: boolean;
-  /** The channel is the last axis, e.g. (N, H, W, C) (BatchNorm). */
+  /** BatchNorm only: the channel is the LAST axis, e.g. (N, H, W, C) as in TensorFlow/Keras. Default false. */
   channelsLast?: boolean;
+  /** The dtype of the parameters and statistics, and of the inputs accepted. Default 'float32'. */
   dtype?: DType;
 }
 
-export abstract class NormBase extends Module {
+/** PyTorch's _NormBase: the state BatchNorm and InstanceNorm share. Not constructed directly. */
+export abstract class NormBase extends Layer {
+  /** C, the number of channels. */
   readonly numFeatures: number;
+  /** Added to the variance for numerical stability. */
   readonly eps: number;
+  /** Weight of the new batch in the running statistics; null: cumulative average. */
   readonly momentum: number | null;
+  /** Whether weight and bias exist. */
   readonly affine: boolean;
+  /** Whether running statistics are kept. */
   readonly trackRunningStats: boolean;
+  /** Whether the channel is the last axis. */
   readonly channelsLast: boolean;
-  readonly dtype: DType;
+  /** Per-channel scale (gamma), shape [C], init 1; null without affine. */
   weight: Parameter | null;
+  /** Per-channel shift (beta), shape [C], init 0; null without affine. */
   bias: Parameter | null;
+  /** Running mean per channel (state-dict key running_mean), init 0; null without trackRunningStats. */
   runningMean: FloatArray | null;
+  /** Running UNBIASED variance per channel (running_var), init 1; null without trackRunningStats. */
   runningVar: FloatArray | null;
+  /** Training batches seen (num_batches_tracked, an int64 scalar in state dicts). */
   numBatchesTracked = 0;
 
   protected constructor(numFeatures: number, options: unknown, spec: OptionSpec<NormBaseOptions>, layerName: string) {
@@ -35,7 +58,7 @@ export abstract class NormBase extends Module {
     this.numFeatures = checkPositiveInt(numFeatures, `${layerName} numFeatures`);
     const o = parseOptions<NormBaseOptions>(layerName, options, spec);
     this.eps = o.eps!; this.momentum = o.momentum!; this.affine = o.affine!;
-    this.trackRunningStats = o.trackRunningStats!; this.channelsLast = o.channelsLast ?? false; this.dtype = o.dtype!;
+    this.trackRunningStats = o.trackRunningStats!; this.channelsLast = o.channelsLast ?? false; this.setDtype(o.dtype!);
     const C = this.numFeatures;
     this.weight = this.affine ? new Parameter(allocate(this.dtype, C).fill(1)) : null;
     this.bias = this.affine ? new Parameter(allocate(this.dtype, C)) : null;
@@ -43,14 +66,7 @@ export abstract class NormBase extends Module {
     this.runningVar = this.trackRunningStats ? allocate(this.dtype, C).fill(1) : null;
   }
 
-  protected get layerName(): string {
-    return this.constructor.name;
-  }
-
-  parameters(): Parameter[] {
-    return this.weight && this.bias ? [this.weight, this.bias] : [];
-  }
-
+  /** Running mean 0, variance 1, numBatchesTracked 0 (no-op without running statistics). */
   resetRunningStats(): void {
     this.assertIdle('resetRunningStats');
     if (!this.runningMean || !this.runningVar) return;
@@ -59,19 +75,17 @@ export abstract class NormBase extends Module {
     this.numBatchesTracked = 0;
   }
 
+  /** resetRunningStats(), weight 1 and bias 0. */
   resetParameters(): void {
     this.resetRunningStats();
     this.weight?.data.fill(1);
     this.bias?.data.fill(0);
   }
 
-  protected stateSlots(): StateSlot[] {
+  /** weight and bias (the Parameter fields), then PyTorch's buffers. */
+  protected override stateSlots(): StateSlot[] {
     const C = [this.numFeatures];
-    const slots: StateSlot[] = [];
-    if (this.weight && this.bias) {
-      slots.push({ kind: 'float', key: 'weight', array: this.weight.data, shape: C });
-      slots.push({ kind: 'float', key: 'bias', array: this.bias.data, shape: C });
-    }
+    const slots = super.stateSlots();
     if (this.runningMean && this.runningVar) {
       slots.push({ kind: 'float', key: 'running_mean', array: this.runningMean, shape: C });
       slots.push({ kind: 'float', key: 'running_var', array: this.runningVar, shape: C });
@@ -79,6 +93,12 @@ export abstract class NormBase extends Module {
         set: (n) => { this.numBatchesTracked = n; } });
     }
     return slots;
+  }
+
+  protected override convertState(dtype: DType): () => void {
+    const mean = convertBuffer(this.runningMean, dtype), variance = convertBuffer(this.runningVar, dtype);
+    const setDtype = super.convertState(dtype);
+    return () => { this.runningMean = mean; this.runningVar = variance; setDtype(); };
   }
 
   /** Rank in `ranks`, the layer's dtype; returns the checked tensor. */
