@@ -111,3 +111,6 @@ export function groupNormBackward(dy: Tensor, x: Tensor, numGroups: number, opti
 export function groupNormAsync(x: Tensor, numGroups: number, options?: GroupNormOptions): Promise<GroupNormResult> {
   return runAsync(groupNormSteps(x, numGroups, options));
 }
+export function groupNormBackwardAsync(dy: Tensor, x: Tensor, numGroups: number, options: GroupNormBackwardOptions): Promise<GroupNormBackwardResult> {
+  return runAsync(groupNormBackwardSteps(dy, x, numGroups, options));
+}

@@ -116,3 +116,6 @@ export function instanceNormBackward(dy: Tensor, x: Tensor, options: InstanceNor
 export function instanceNormAsync(x: Tensor, options?: InstanceNormOptions): Promise<InstanceNormResult> {
   return runAsync(instanceNormSteps(x, options));
 }
+export function instanceNormBackwardAsync(dy: Tensor, x: Tensor, options: InstanceNormBackwardOptions): Promise<InstanceNormBackwardResult> {
+  return runAsync(instanceNormBackwardSteps(dy, x, options));
+}

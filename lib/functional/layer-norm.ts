@@ -166,3 +166,12 @@ export function rmsNorm(x: Tensor, normalizedShape: number | readonly number[], 
 export function rmsNormBackward(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): RmsNormBackwardResult {
   return runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
 }
+export function layerNormBackwardAsync(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): Promise<LayerNormBackwardResult> {
+  return runAsync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+}
+export function rmsNormAsync(x: Tensor, normalizedShape: number | readonly number[], options?: RmsNormOptions): Promise<RmsNormResult> {
+  return runAsync(rmsNormSteps(x, normalizedShape, options));
+}
+export function rmsNormBackwardAsync(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): Promise<RmsNormBackwardResult> {
+  return runAsync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+}
