@@ -228,7 +228,11 @@ export class ThreadGroupCommunicator implements Communicator {
       const left = deadline - performance.now();
       if (left <= 0) this.fail(what, 1, late);
       const w = waitAsync(this.ctl, BELL, bell, left);
-      if (w.async) await w.value;
+      if (!w.async) continue;
+      // A pending waitAsync does not keep Node's event loop alive: without this timer a worker whose only work is
+      // the wait would exit in the middle of the collective.
+      const keepAlive = setTimeout(() => undefined, left + 1000);
+      try { await w.value; } finally { clearTimeout(keepAlive); }
     }
   }
 
