@@ -33,22 +33,37 @@ export function* communicate<T>(sync: () => T, async: () => Promise<T>): Steps<T
   return (result as { value: T }).value;
 }
 
+// A step that throws is thrown back into the generator at its `yield`, so an operation can add context to a
+// failed step (SyncBatchNorm names what this rank sent when a collective fails); uncaught, it propagates as is.
+
 export function runSync<R>(steps: Steps<R>): R {
   const nb = native();
-  for (let s = steps.next(); ; s = steps.next()) {
+  for (let s = steps.next(); ;) {
     if (s.done) return s.value;
     const step = s.value;
-    if (step.op === 'comm') step.sync();
-    else (nb[step.op] as (...a: unknown[]) => void)(...step.args);
+    try {
+      if (step.op === 'comm') step.sync();
+      else (nb[step.op] as (...a: unknown[]) => void)(...step.args);
+    } catch (e) {
+      s = steps.throw(e);
+      continue;
+    }
+    s = steps.next();
   }
 }
 
 export async function runAsync<R>(steps: Steps<R>): Promise<R> {
   const nb = native();
-  for (let s = steps.next(); ; s = steps.next()) {
+  for (let s = steps.next(); ;) {
     if (s.done) return s.value;
     const step = s.value;
-    if (step.op === 'comm') await step.async();
-    else await (nb[`${step.op}Async` as const] as (...a: unknown[]) => Promise<void>)(...step.args);
+    try {
+      if (step.op === 'comm') await step.async();
+      else await (nb[`${step.op}Async` as const] as (...a: unknown[]) => Promise<void>)(...step.args);
+    } catch (e) {
+      s = steps.throw(e);
+      continue;
+    }
+    s = steps.next();
   }
 }
