@@ -22,6 +22,7 @@ const STATE = 0;        // 0 open, 1 a failure is being recorded, 2 failed (clos
 const BELL = 1;         // the doorbell: incremented on every arrival, failure and departure
 const FAIL_OP = 2;      // the operation that failed (OPS index)
 const FAIL_REASON = 3;  // 1: timed out, 2: a rank left (close()) while others waited for it
+const FAIL_STEP = 4;    // the step the recording rank waited at (the missing ranks' own steps are in EPOCH)
 export const JOINED = 8;
 const EPOCH = (size: number) => JOINED + size;       // per rank: the number of the last step it arrived at
 const MISSING = (size: number) => JOINED + 2 * size;  // per rank: 1 if the failure waited for it
@@ -199,7 +200,7 @@ export class ThreadGroupCommunicator implements Communicator {
     const late: number[] = [];
     for (let q = 0; q < this.size; q++) if (((Atomics.load(this.ctl, EPOCH(this.size) + q) - step) | 0) < 0) late.push(q);
     const gone = late.filter((q) => Atomics.load(this.ctl, LEFT(this.size) + q) === 1);
-    if (gone.length > 0) this.fail(what, 2, gone);
+    if (gone.length > 0) this.fail(what, 2, gone, step);
     return late;
   }
 
@@ -219,7 +220,7 @@ export class ThreadGroupCommunicator implements Communicator {
       const late = this.missing(step, what);
       if (late.length === 0) return;
       const left = deadline - performance.now();
-      if (left <= 0) this.fail(what, 1, late);
+      if (left <= 0) this.fail(what, 1, late, step);
       Atomics.wait(this.ctl, BELL, bell, left);
     }
   }
@@ -231,7 +232,7 @@ export class ThreadGroupCommunicator implements Communicator {
       const late = this.missing(step, what);
       if (late.length === 0) return;
       const left = deadline - performance.now();
-      if (left <= 0) this.fail(what, 1, late);
+      if (left <= 0) this.fail(what, 1, late, step);
       const w = waitAsync(this.ctl, BELL, bell, left);
       if (!w.async) continue;
       // A pending waitAsync does not keep Node's event loop alive: without this timer a worker whose only work is
@@ -242,10 +243,11 @@ export class ThreadGroupCommunicator implements Communicator {
   }
 
   /** Records the failure for every rank (the first recorder wins), closes the group, wakes everyone; throws. */
-  private fail(what: string, reason: 1 | 2, ranks: number[]): never {
+  private fail(what: string, reason: 1 | 2, ranks: number[], step: number): never {
     if (Atomics.compareExchange(this.ctl, STATE, 0, 1) === 0) {
       Atomics.store(this.ctl, FAIL_OP, OPS.indexOf(baseOp(what)));
       Atomics.store(this.ctl, FAIL_REASON, reason);
+      Atomics.store(this.ctl, FAIL_STEP, step);
       for (const q of ranks) Atomics.store(this.ctl, MISSING(this.size) + q, 1);
       Atomics.store(this.ctl, STATE, 2);
       this.ring();
@@ -262,8 +264,10 @@ export class ThreadGroupCommunicator implements Communicator {
     const ranks: number[] = [];
     for (let q = 0; q < this.size; q++) if (Atomics.load(this.ctl, MISSING(this.size) + q) === 1) ranks.push(q);
     const who = `${ranks.length === 1 ? 'rank' : 'ranks'} ${ranks.join(', ')}`;
+    const steps = ranks.map((q) => Atomics.load(this.ctl, EPOCH(this.size) + q)).join(', ');
     throw new Error(Atomics.load(this.ctl, FAIL_REASON) === 2
-      ? `thread group: ${op} failed: ${who} left the group (close()) while the others waited; the group of ${this.size} is closed`
+      ? `thread group: ${op} failed: ${who} left the group (close()) while the others waited; the group of ${this.size} is closed ` +
+        `(collective step ${Atomics.load(this.ctl, FAIL_STEP)}; the departed at step ${steps})`
       : `thread group: ${op} timed out after ${this.timeoutMs} ms waiting for ${who} (group of ${this.size}); the group is closed and every later call throws`);
   }
 }
