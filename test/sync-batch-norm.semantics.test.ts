@@ -92,7 +92,7 @@ describe('errors every rank throws alike', () => {
       });
       const m = messages(await Promise.allSettled(layers.map((l, r) => l.forwardAsync(xs[r]!))));
       for (const msg of m) expect(msg).toMatch(/^Error: SyncBatchNorm: /);
-      if (what === 'numFeatures') for (const msg of m) expect(msg).toMatch(/statistics all-gather failed on this rank \(input \[2, \d, 4\]: \d channels.*ranks called different collectives/);
+      if (what === 'numFeatures') for (const msg of m) expect(msg).toMatch(/statistics all-gather \(4 \+ 2 × numFeatures values per rank\) failed on this rank \(input \[2, \d, 4\]: \d channels.*ranks called different collectives/);
       else for (const msg of m) expect(msg).toBe(m[0]);
       if (what !== 'numFeatures') expect(m[0]).toMatch(/ranks disagree on numFeatures, dtype or layout \(rank 0: 3 channels, float32, channels first; rank 1: 3 channels, float/);
       for (const l of layers) expect(l.numBatchesTracked).toBe(0);
@@ -103,7 +103,7 @@ describe('errors every rank throws alike', () => {
     const comms = ranksHere(3, 200);
     const layers = [new SyncBatchNorm(3, { comm: comms[0] }), new SyncBatchNorm(3, { comm: comms[1] })];
     const m = messages(await Promise.allSettled(layers.map((l) => l.forwardAsync(input([2, 3], 1)))));
-    for (const msg of m) expect(msg).toMatch(/SyncBatchNorm: the statistics all-gather failed .*thread group: allGather timed out after 200 ms waiting for rank 2 \(group of 3\)/);
+    for (const msg of m) expect(msg).toMatch(/SyncBatchNorm: the statistics all-gather .* failed .*thread group: allGather timed out after 200 ms waiting for rank 2 \(group of 3\)/);
     for (const l of layers) expect(l.numBatchesTracked).toBe(0), expect(Array.from(l.runningMean!)).toEqual([0, 0, 0]);
     // The group is closed: the late rank and the others throw instead of going out of step.
     expect(() => new SyncBatchNorm(3, { comm: comms[2] }).forward(input([2, 3], 1))).toThrow(/timed out .* rank 2/);

@@ -47,7 +47,10 @@ export function* syncForwardTrain(comm: Communicator, lay: SyncLayout, x: FloatA
   const send = new Float64Array(HEADER + 2 * C);
   send.set([C, x instanceof Float32Array ? 0 : 1, lay.channelsLast ? 1 : 0, lay.count]);
   send.set(local.mean, HEADER); send.set(local.m2, HEADER + C);
-  const all = yield* collective('the statistics all-gather', lay, x, () => comm.allGather(send), () => comm.allGatherAsync(send));
+  // Ranks with different numFeatures send different lengths (4 + 2 × numFeatures): the communicator refuses that on
+  // every rank, and `collective` says what this rank sent.
+  const all = yield* collective('the statistics all-gather (4 + 2 × numFeatures values per rank)', lay, x,
+    () => comm.allGather(send), () => comm.allGatherAsync(send));
   const per = send.length, at = (r: number) => all.subarray(r * per, (r + 1) * per);
   // Every rank checks the same gathered headers, so every rank throws the same Error.
   for (let r = 1; r < size; r++) {
