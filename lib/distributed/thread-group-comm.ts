@@ -43,7 +43,7 @@ const SPIN_US = 50;
 // Atomics.waitAsync is in every Node this package supports (>= 16) but only in TypeScript's es2024 lib.
 type WaitAsync = (a: Int32Array, i: number, v: number, timeout: number) =>
   { async: false; value: string } | { async: true; value: Promise<string> };
-const waitAsync: WaitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;  // polls of the doorbell before sleeping: a collective's peers usually arrive within microseconds
+const waitAsync: WaitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 /** A collective as steps: each `yield` = arrive and wait for every rank. Sync and async drivers share it. */
 type Steps<R> = Generator<void, R, void>;
