@@ -1,7 +1,8 @@
 // npm run bench: normkit against the peers a Node user would pick (a plain-JS loop, tfjs cpu and wasm,
 // onnxruntime-node) and against the memory roofline (a memcpy of the same bytes over the same number of threads),
 // all in one run. Prints medians and ratios; writes bench/results/bench-<time>.json.
-//   node dist/tools/bench/bench.js [--quick] [--shapes 0,2] [--threads 1,2] [--no-peers]
+//   node dist/tools/bench/bench.js [--quick] [--shapes 0,2] [--threads 1,2] [--no-peers] [--sync-only] [--no-sync]
+// The SyncBatchNorm rows (2 worker ranks) come last: bench/sync.ts.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
@@ -14,6 +15,7 @@ import { loadTfjs, tfjsOps } from './peers/tfjs.js';
 import { runTorch, torchAvailable, type TorchCase } from './peers/torch.js';
 import { channels, numel, SHAPES, type BenchShape } from './shapes.js';
 import { median, paired, repeat, timeOnce } from './timing.js';
+import { benchSync, printSync, type SyncBench } from './sync.js';
 
 const root = join(__dirname, '..', '..', '..');
 const args = process.argv.slice(2);
@@ -151,6 +153,7 @@ function printTable() {
 
 async function main() {
   const info = buildInfo();
+  if (flag('--sync-only')) { printSync(await benchSync(root, quick)); return; }
   console.log(`normkit ${info.version}, ${info.simd} kernels, threads ${threadCounts.join('/')} of ${cpus().length} cores${quick ? ', --quick' : ''}`);
   // The native peers (PyTorch, oneDNN) run first, in their own processes, before anything of normkit's is timed.
   const native: NativePeers = new Map();
@@ -189,6 +192,8 @@ async function main() {
     }
   }
   printTable();
+  const sync: SyncBench | null = flag('--no-sync') ? null : await benchSync(root, quick);
+  if (sync) printSync(sync);
   console.log('\nPeers:', Object.entries(peerStatus).map(([k, v]) => `${k}: ${v}`).join('; ') || 'none run');
   console.log('Ratios: median over back-to-back (copy, nt-copy, kernel) triples; copy = memcpy of the input bytes over the same threads,');
   console.log('nt-copy = the same copy with non-temporal stores (what a kernel that streams its output moves: no read-for-ownership).');
@@ -196,7 +201,7 @@ async function main() {
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows }, null, 2));
+  writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows, sync }, null, 2));
   console.log(`JSON: ${file}`);
 }
 

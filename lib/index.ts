@@ -15,3 +15,6 @@ export {
   type StateDict, type Int64Tensor, type SafetensorsContents,
 } from './io/safetensors.js';
 export { setNumThreads, getNumThreads, buildInfo, type BuildInfo } from './runtime.js';
+export { SyncBatchNorm, type SyncBatchNormOptions } from './modules/sync-batch-norm.js';
+export { threadGroup, joinThreadGroup, type ThreadGroup, type ThreadGroupOptions } from './distributed/thread-group.js';
+export { reduceInRankOrder, type Communicator, type ReduceOp } from './distributed/communicator.js';

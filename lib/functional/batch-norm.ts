@@ -9,6 +9,9 @@ import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
 import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums } from './core.js';
+import type { Communicator } from '../distributed/communicator.js';
+import { checkCommunicator } from '../distributed/checks.js';
+import { syncBackwardTrain, syncForwardTrain, type SyncLayout } from './sync-batch-norm.js';
 
 /** Options of batchNorm (torch.nn.functional.batch_norm's arguments). */
 export interface BatchNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, ChannelsLastArg, OutArg {
@@ -16,12 +19,20 @@ export interface BatchNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, 
   training: boolean;
   /** Weight of the new batch in the running statistics update (a number here; the layers resolve null). Default 0.1. */
   momentum?: number;
+  /**
+   * Training statistics over the global batch of every rank of `comm` (SyncBatchNorm). Every rank must call with
+   * the same channels, dtype and layout; a rank with N = 0 still takes part. Ignored when not training; with
+   * size 1 this is plain batchNorm, bit for bit. Default null: this process alone.
+   */
+  comm?: Communicator | null;
 }
 
 /** What batchNorm returns: the output and what batchNormBackward needs. */
 export interface BatchNormResult<A extends FloatArray = FloatArray> {
   /** The output, of the input's dtype and shape. */
   y: Tensor<A>;
+  /** Values per channel the statistics came from: N x spatial, summed over the ranks with `comm` (0: nothing changed). */
+  count: number;
   /** The mean used to normalize (the batch mean when training, else the running mean), in float64. */
   saveMean: Float64Array;
   /** 1 / sqrt(var + eps) of the variance used to normalize, in float64. */
@@ -34,6 +45,11 @@ export interface BatchNormBackwardOptions extends SavedStatsArgs, ChannelsLastAr
   weight?: FloatArray | null;
   /** Whether the forward normalized with batch statistics (default true); false: dx = dy * weight * invstd. */
   training?: boolean;
+  /**
+   * The communicator of a training forward with `comm`: Σdy and Σdy·(x − mean) are all-reduced so dx is the
+   * gradient through the global statistics. dweight / dbias stay this rank's local contribution. Default null.
+   */
+  comm?: Communicator | null;
 }
 
 /** What batchNormBackward returns: dx, and the parameter gradients (returned, not accumulated). */
@@ -60,6 +76,7 @@ const FORWARD_SPEC: OptionSpec<BatchNormOptions> = {
   eps: { default: 1e-5, check: checks.nonNegative },
   channelsLast: { default: false, check: checks.boolean },
   out: { default: undefined, check: checks.floatArray },
+  comm: { default: null, check: (v, name) => { if (v !== null) checkCommunicator(v, name); } },
 };
 
 const BACKWARD_SPEC: OptionSpec<BatchNormBackwardOptions> = {
@@ -69,7 +86,16 @@ const BACKWARD_SPEC: OptionSpec<BatchNormBackwardOptions> = {
   training: { default: true, check: checks.boolean },
   channelsLast: { default: false, check: checks.boolean },
   out: { default: undefined, check: checks.floatArray },
+  comm: { default: null, check: (v, name) => { if (v !== null) checkCommunicator(v, name); } },
 };
+
+/** The communicator a call synchronizes over: only with more than one rank (one rank is plain batch norm). */
+function distributed(comm: Communicator | null | undefined, training: boolean): Communicator | null {
+  return training && comm && comm.size > 1 ? comm : null;
+}
+
+const syncLayout = (x: Tensor, lay: Layout, channelsLast: boolean): SyncLayout =>
+  ({ view: lay.view, channels: lay.channels, count: isEmpty(x) ? 0 : lay.perChannel, channelsLast, shape: x.shape });
 
 interface Layout { view: View4; channels: number; perChannel: number }
 
@@ -98,29 +124,40 @@ function checkForward(x: unknown, options: unknown) {
   const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtype);
   const bias = o.bias == null ? null : checkChannelArray(o.bias, 'bias', C, dtype);
   const y = outputArray(o.out, 'out', t);
-  if (o.training && !isEmpty(t)) verifyBatchSize(t.shape, lay.perChannel);
-  return { x: t, o, lay, rm, rv, weight, bias, y };
+  const comm = distributed(o.comm, o.training);
+  // With comm the check is on the global count, after the statistics are gathered (every rank throws alike).
+  if (o.training && !comm && !isEmpty(t)) verifyBatchSize(t.shape, lay.perChannel);
+  return { x: t, o, lay, rm, rv, weight, bias, y, comm };
 }
 
 export function* batchNormSteps(input: Tensor, options: BatchNormOptions): Steps<BatchNormResult> {
-  const { x, o, lay, rm, rv, weight, bias, y } = checkForward(input, options);
-  const C = lay.channels, n = lay.perChannel, eps = o.eps!, momentum = o.momentum!;
-  if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(C), saveInvstd: new Float64Array(C) };
+  const { x, o, lay, rm, rv, weight, bias, y, comm } = checkForward(input, options);
+  const C = lay.channels, eps = o.eps!, momentum = o.momentum!;
   const gamma = weight ? Float64Array.from(weight) : null, beta = bias ? Float64Array.from(bias) : null;
+  if (comm) {  // an empty rank still takes part: every rank must make the same collectives
+    const g = yield* syncForwardTrain(comm, syncLayout(x, lay, o.channelsLast!), x.data, y, eps, gamma, beta);
+    if (g.count > 0 && rm && rv) updateRunningStats(rm, rv, g.mean, g.m2, g.count, momentum);
+    return { y: { data: y, shape: x.shape }, count: g.count, saveMean: g.mean, saveInvstd: g.invstd };
+  }
+  const n = lay.perChannel;
+  if (isEmpty(x)) return { y: { data: y, shape: x.shape }, count: 0, saveMean: new Float64Array(C), saveInvstd: new Float64Array(C) };
   if (!o.training) {
     const mean = Float64Array.from(rm!), invstd = Float64Array.from(rv!, (v) => 1 / Math.sqrt(v + eps));
     yield* normalize(lay.view, x.data, y, mean, invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), beta ?? new Float64Array(C));
-    return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
+    return { y: { data: y, shape: x.shape }, count: n, saveMean: mean, saveInvstd: invstd };
   }
   const s = yield* forwardTrain(lay.view, x.data, y, eps, gamma, beta);  // biased variance to normalize
-  if (rm && rv) {
-    // The running variance is unbiased (n / (n - 1)), as in PyTorch. Committed last: nothing throws after.
-    for (let c = 0; c < C; c++) {
-      rm[c] = (1 - momentum) * rm[c]! + momentum * s.mean[c]!;
-      rv[c] = (1 - momentum) * rv[c]! + momentum * (s.m2[c]! / (n - 1));
-    }
+  if (rm && rv) updateRunningStats(rm, rv, s.mean, s.m2, n, momentum);
+  return { y: { data: y, shape: x.shape }, count: n, saveMean: s.mean, saveInvstd: s.invstd };
+}
+
+/** running = (1 - momentum) * running + momentum * batch, the variance unbiased (n / (n - 1)), as PyTorch. */
+function updateRunningStats(rm: FloatArray, rv: FloatArray, mean: Float64Array, m2: Float64Array, n: number, momentum: number): void {
+  // Committed last by every caller: nothing throws after.
+  for (let c = 0; c < rm.length; c++) {
+    rm[c] = (1 - momentum) * rm[c]! + momentum * mean[c]!;
+    rv[c] = (1 - momentum) * rv[c]! + momentum * (m2[c]! / (n - 1));
   }
-  return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
 /**
@@ -150,20 +187,27 @@ function checkBackward(dy: unknown, x: unknown, options: unknown) {
   const mean = checkSavedStat(o.saveMean, 'saveMean', C), invstd = checkSavedStat(o.saveInvstd, 'saveInvstd', C);
   const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtypeOf(tx.data));
   const dx = outputArray(o.out, 'out', tx);
-  if (o.training && !isEmpty(tx) && lay.perChannel < 2) {
+  const comm = distributed(o.comm, o.training ?? true);
+  if (o.training && !comm && !isEmpty(tx) && lay.perChannel < 2) {
     throw invalidRange('the input of a training batchNormBackward', 'more than 1 value per channel', `shape ${formatShape(tx.shape)}`);
   }
-  return { dy: tdy, x: tx, training: o.training ?? true, lay, mean, invstd, weight, dx };
+  return { dy: tdy, x: tx, training: o.training ?? true, lay, mean, invstd, weight, dx, comm, channelsLast: o.channelsLast! };
 }
 
 export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: BatchNormBackwardOptions):
   Steps<BatchNormBackwardResult> {
-  const { dy, x, training, lay, mean, invstd, weight, dx } = checkBackward(dyIn, xIn, options);
-  const C = lay.channels, n = lay.perChannel;
-  if (isEmpty(x)) return { dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, new Float64Array(C)), dbias: asDtype(x.data, new Float64Array(C)) };
+  const { dy, x, training, lay, mean, invstd, weight, dx, comm, channelsLast } = checkBackward(dyIn, xIn, options);
+  const C = lay.channels;
   const gamma = weight ? Float64Array.from(weight) : null;
+  const zeros = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, new Float64Array(C)), dbias: asDtype(x.data, new Float64Array(C)) });
   let sums: GradSums;
-  if (training) {
+  if (comm) {
+    // An empty rank still takes part in the all-reduce; its local gradients are zero.
+    sums = yield* syncBackwardTrain(comm, syncLayout(x, lay, channelsLast), dy.data, x.data, dx, mean, invstd, gamma);
+    if (isEmpty(x)) return zeros();
+  } else if (isEmpty(x)) {
+    return zeros();
+  } else if (training) {
     sums = yield* backwardTrain(lay.view, dy.data, x.data, dx, mean, invstd, gamma);
   } else {
     // eval: dx = dy * w * invstd; the sums still give dweight and dbias.

@@ -128,3 +128,6 @@ export async function groupNormAsync<T extends Tensor>(x: T, numGroups: number, 
   const r = await runAsync(groupNormSteps(x, numGroups, options));
   return ofInputKind(x.data, r, isForward);
 }
+export function groupNormBackwardAsync(dy: Tensor, x: Tensor, numGroups: number, options: GroupNormBackwardOptions): Promise<GroupNormBackwardResult> {
+  return runAsync(groupNormBackwardSteps(dy, x, numGroups, options));
+}

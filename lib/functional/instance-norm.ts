@@ -138,3 +138,6 @@ export async function instanceNormAsync<T extends Tensor>(x: T, options?: Instan
   const r = await runAsync(instanceNormSteps(x, options));
   return ofInputKind(x.data, r, isForward);
 }
+export function instanceNormBackwardAsync(dy: Tensor, x: Tensor, options: InstanceNormBackwardOptions): Promise<InstanceNormBackwardResult> {
+  return runAsync(instanceNormBackwardSteps(dy, x, options));
+}

@@ -202,3 +202,12 @@ export function rmsNormBackward<T extends Tensor>(dy: T, x: T, normalizedShape: 
   const r = runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
   return ofInputKind(x.data, r, isRmsBackward);
 }
+export function layerNormBackwardAsync(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): Promise<LayerNormBackwardResult> {
+  return runAsync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+}
+export function rmsNormAsync(x: Tensor, normalizedShape: number | readonly number[], options?: RmsNormOptions): Promise<RmsNormResult> {
+  return runAsync(rmsNormSteps(x, normalizedShape, options));
+}
+export function rmsNormBackwardAsync(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): Promise<RmsNormBackwardResult> {
+  return runAsync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+}

@@ -101,12 +101,12 @@ export abstract class NormBase extends Layer {
     return () => { this.runningMean = mean; this.runningVar = variance; setDtype(); };
   }
 
-  /** Rank in `ranks`, the layer's dtype; returns the checked tensor. */
-  protected checkRankAndDtype(x: unknown, ranks: readonly number[], name = 'input'): Tensor {
+  /** Rank in `ranks` (or at least 2), the layer's dtype; returns the checked tensor. */
+  protected checkRankAndDtype(x: unknown, ranks: readonly number[] | 'atLeast2', name = 'input'): Tensor {
     const t = checkTensor(x, name);
     const rank = t.shape.length;
-    if (!ranks.includes(rank)) {
-      const want = ranks.map((r) => `${r}D`).join(' or ');
+    if (ranks === 'atLeast2' ? rank < 2 : !ranks.includes(rank)) {
+      const want = ranks === 'atLeast2' ? 'at least 2D' : ranks.map((r) => `${r}D`).join(' or ');
       throw new RangeError(`${this.layerName}: expected ${want} input (got ${rank}D input of shape ${formatShape(t.shape)})`);
     }
     if (dtypeOf(t.data) !== this.dtype) {
