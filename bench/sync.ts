@@ -21,16 +21,16 @@ export async function benchSync(root: string, quick: boolean): Promise<SyncBench
     w.once('error', reject);
   })));
   // BatchNorm with 2 threads on the full batch, against a 2-thread copy of the full batch.
-  const binding = (require(join(root, 'dist/cjs/binding.js')) as { native(): { copy(s: FloatArray, d: FloatArray, t: number): void } }).native();
+  const binding = (require(join(root, 'dist/cjs/binding.js')) as { native(): { copy(s: FloatArray, d: FloatArray, t: number, streaming?: boolean): void } }).native();
   setNumThreads(2);
   const n = FULL.reduce((a, b) => a * b, 1), C = FULL[1]!;
   const x = new Float32Array(n).map((_, i) => Math.sin(i * 0.37) * 2 + (i % 7)), dy = new Float32Array(n).map((_, i) => Math.cos(i * 0.11));
   const y = new Float32Array(n), dx = new Float32Array(n), dst = new Float32Array(n);
   const t = { data: x, shape: FULL }, weight = new Float32Array(C).fill(1), bias = new Float32Array(C);
   const s = F.batchNorm(t, { training: true, weight, bias });
-  const copy = () => binding.copy(x, dst, 2);
-  const fwd = paired(() => F.batchNorm(t, { training: true, weight, bias, out: y }), copy, reps);
-  const bwd = paired(() => F.batchNormBackward({ data: dy, shape: FULL }, t, { weight, saveMean: s.saveMean, saveInvstd: s.saveInvstd, out: dx }), copy, reps);
+  const copy = () => binding.copy(x, dst, 2), ntCopy = () => binding.copy(x, dst, 2, true);
+  const fwd = paired(() => F.batchNorm(t, { training: true, weight, bias, out: y }), copy, ntCopy, reps);
+  const bwd = paired(() => F.batchNormBackward({ data: dy, shape: FULL }, t, { weight, saveMean: s.saveMean, saveInvstd: s.saveInvstd, out: dx }), copy, ntCopy, reps);
   return { ranks, full: { fwd: { ms: fwd.ms, ratio: fwd.ratio }, bwd: { ms: bwd.ms, ratio: bwd.ratio } } };
 }
 
