@@ -7,8 +7,15 @@
 // (MPI_Allreduce's order is implementation-defined), so a thread group and MPI give the same bits.
 import type { FloatArray } from '../tensor.js';
 
+/** How allReduce combines the ranks' values: their rank-order sum, or that sum divided by the group's size. */
 export type ReduceOp = 'sum' | 'mean';
 
+/**
+ * A group of ranks that exchange data in collectives every rank calls in the same order (torch.distributed's
+ * ProcessGroup, reduced to what SyncBatchNorm and data-parallel training need): threadGroup/joinThreadGroup for
+ * worker_threads, mpiWorld() for Open MPI. Every reduction is the rank-order expression of reduceInRankOrder, so
+ * results do not depend on which communicator computed them.
+ */
 export interface Communicator {
   /** This participant's index, 0 … size - 1. */
   readonly rank: number;

@@ -199,7 +199,10 @@ export class ThreadGroupCommunicator implements Communicator {
     this.throwIfFailed();
     const late: number[] = [];
     for (let q = 0; q < this.size; q++) if (((Atomics.load(this.ctl, EPOCH(this.size) + q) - step) | 0) < 0) late.push(q);
-    const gone = late.filter((q) => Atomics.load(this.ctl, LEFT(this.size) + q) === 1);
+    // Re-read a departed rank's step after reading LEFT: it stores its step before LEFT, so a rank that arrived at
+    // `step` and then closed (between the two reads above) is seen as arrived here, not as missing.
+    const gone = late.filter((q) => Atomics.load(this.ctl, LEFT(this.size) + q) === 1 &&
+      ((Atomics.load(this.ctl, EPOCH(this.size) + q) - step) | 0) < 0);
     if (gone.length > 0) this.fail(what, 2, gone, step);
     return late;
   }

@@ -18,6 +18,7 @@ export interface ThreadGroup {
   readonly data: SharedArrayBuffer;
 }
 
+/** Options of threadGroup: timeoutMs (60 000), chunkElements (8192). */
 export interface ThreadGroupOptions {
   /** How long a rank waits for the others in one step of a collective before the group fails (default 60 000). */
   timeoutMs?: number;

@@ -128,6 +128,8 @@ export async function groupNormAsync<T extends Tensor>(x: T, numGroups: number, 
   const r = await runAsync(groupNormSteps(x, numGroups, options));
   return ofInputKind(x.data, r, isForward);
 }
-export function groupNormBackwardAsync(dy: Tensor, x: Tensor, numGroups: number, options: GroupNormBackwardOptions): Promise<GroupNormBackwardResult> {
-  return runAsync(groupNormBackwardSteps(dy, x, numGroups, options));
+/** groupNormBackward with the kernels on the libuv pool (same bits). */
+export async function groupNormBackwardAsync<T extends Tensor>(dy: T, x: T, numGroups: number, options: GroupNormBackwardOptions): Promise<GroupNormBackwardResult<T['data']>> {
+  const r = await runAsync(groupNormBackwardSteps(dy, x, numGroups, options));
+  return ofInputKind(x.data, r, isBackward);
 }

@@ -138,6 +138,8 @@ export async function instanceNormAsync<T extends Tensor>(x: T, options?: Instan
   const r = await runAsync(instanceNormSteps(x, options));
   return ofInputKind(x.data, r, isForward);
 }
-export function instanceNormBackwardAsync(dy: Tensor, x: Tensor, options: InstanceNormBackwardOptions): Promise<InstanceNormBackwardResult> {
-  return runAsync(instanceNormBackwardSteps(dy, x, options));
+/** instanceNormBackward with the kernels on the libuv pool (same bits). */
+export async function instanceNormBackwardAsync<T extends Tensor>(dy: T, x: T, options: InstanceNormBackwardOptions): Promise<InstanceNormBackwardResult<T['data']>> {
+  const r = await runAsync(instanceNormBackwardSteps(dy, x, options));
+  return ofInputKind(x.data, r, isBackward);
 }

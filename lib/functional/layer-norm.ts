@@ -202,12 +202,18 @@ export function rmsNormBackward<T extends Tensor>(dy: T, x: T, normalizedShape: 
   const r = runSync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
   return ofInputKind(x.data, r, isRmsBackward);
 }
-export function layerNormBackwardAsync(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): Promise<LayerNormBackwardResult> {
-  return runAsync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+/** layerNormBackward with the kernels on the libuv pool (same bits). */
+export async function layerNormBackwardAsync<T extends Tensor>(dy: T, x: T, normalizedShape: number | readonly number[], options: LayerNormBackwardOptions): Promise<LayerNormBackwardResult<T['data']>> {
+  const r = await runAsync(layerNormBackwardSteps(dy, x, normalizedShape, options));
+  return ofInputKind(x.data, r, isLnBackward);
 }
-export function rmsNormAsync(x: Tensor, normalizedShape: number | readonly number[], options?: RmsNormOptions): Promise<RmsNormResult> {
-  return runAsync(rmsNormSteps(x, normalizedShape, options));
+/** rmsNorm with the kernels on the libuv pool (same bits). */
+export async function rmsNormAsync<T extends Tensor>(x: T, normalizedShape: number | readonly number[], options?: RmsNormOptions): Promise<RmsNormResult<T['data']>> {
+  const r = await runAsync(rmsNormSteps(x, normalizedShape, options));
+  return ofInputKind(x.data, r, isRmsForward);
 }
-export function rmsNormBackwardAsync(dy: Tensor, x: Tensor, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): Promise<RmsNormBackwardResult> {
-  return runAsync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+/** rmsNormBackward with the kernels on the libuv pool (same bits). */
+export async function rmsNormBackwardAsync<T extends Tensor>(dy: T, x: T, normalizedShape: number | readonly number[], options: RmsNormBackwardOptions): Promise<RmsNormBackwardResult<T['data']>> {
+  const r = await runAsync(rmsNormBackwardSteps(dy, x, normalizedShape, options));
+  return ofInputKind(x.data, r, isRmsBackward);
 }

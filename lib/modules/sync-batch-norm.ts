@@ -8,6 +8,7 @@ import { isPlainObject, type OptionSpec } from '../options.js';
 import { BATCH_NORM_DEFAULTS, BatchNormBase, type BatchNormModuleOptions } from './batch-norm.js';
 import type { NormBaseOptions } from './norm-base.js';
 
+/** BatchNorm's options (eps, momentum, affine, trackRunningStats, channelsLast, dtype) and `comm` (default null). */
 export interface SyncBatchNormOptions extends BatchNormModuleOptions {
   /** The ranks to synchronize over (threadGroup / mpiWorld); absent or size 1: BatchNorm, bit for bit. */
   comm?: Communicator | null;
