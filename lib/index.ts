@@ -9,3 +9,5 @@ export { GroupNorm, type GroupNormModuleOptions } from './modules/group-norm.js'
 export { LayerNorm, RMSNorm, type LayerNormModuleOptions, type RMSNormModuleOptions } from './modules/layer-norm.js';
 export { saveSafetensors, loadSafetensors, type StateDict, type Int64Tensor } from './io/safetensors.js';
 export { setNumThreads, getNumThreads, buildInfo, type BuildInfo } from './runtime.js';
+export { reduceInRankOrder, type Communicator, type ReduceOp } from './distributed/communicator.js';
+export { mpiWorld, MpiCommunicator } from './distributed/mpi.js';

@@ -1,0 +1,200 @@
+// allReduce is reduce-scatter + all-gather with the reduction done by hand: each rank owns a contiguous chunk of
+// every segment; MPI_Alltoallv brings every rank's copy of a chunk to its owner, the owner sums the copies in rank
+// order in double and rounds once (exactly reduceInRankOrder in lib/distributed/communicator.ts), and
+// MPI_Allgatherv hands the reduced chunks to everyone. Each rank sends and receives 2·(size−1)/size of the buffer,
+// as a ring all-reduce does, and every rank ends with the same bits. MPI_Allreduce is not used: its summation
+// order is the library's choice, so its bits could differ from a thread group's.
+#include "collectives.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+namespace normkit::mpi {
+namespace {
+
+constexpr int kHeader = 5;  // kind, dtype, length, extra, status
+enum Status : int64_t { rejected = 0, ready = 1, no_memory = 2 };
+// Elements per allReduce segment: bounds the owner's receive scratch (size × chunk ≈ one segment) and keeps every
+// MPI count far below INT_MAX whatever the buffer's length.
+constexpr int64_t kSegment = int64_t(1) << 22;
+constexpr int64_t kBroadcastSegment = int64_t(1) << 28;
+
+struct MpiError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) len = 0;
+  throw MpiError(std::string(what) + " failed: " + std::string(text, static_cast<size_t>(len)));
+}
+
+const char* kind_name(int64_t k) {
+  switch (static_cast<Kind>(k)) {
+    case Kind::barrier: return "barrier";
+    case Kind::all_gather: return "allGather";
+    case Kind::all_reduce: return "allReduce";
+    case Kind::broadcast: return "broadcast";
+    case Kind::close: return "close";  // or an exit (an implicit close)
+  }
+  return "unknown";
+}
+
+// Every rank's header, in rank order; the same array on every rank.
+std::vector<int64_t> exchange_headers(const Call& c, Status status, int size) {
+  const int64_t mine[kHeader] = {static_cast<int64_t>(c.kind), static_cast<int64_t>(c.dtype), c.length, c.extra,
+                                 status};
+  std::vector<int64_t> all(static_cast<size_t>(size) * kHeader);
+  check(MPI_Allgather(mine, kHeader, MPI_INT64_T, all.data(), kHeader, MPI_INT64_T, MPI_COMM_WORLD), "MPI_Allgather");
+  return all;
+}
+
+// "" when every rank made the same call; otherwise one message, built from the shared headers, so every rank
+// throws the same words.
+std::string mismatch(const std::vector<int64_t>& all, int size) {
+  std::string rejected, no_memory;
+  for (int r = 0; r < size; ++r) {
+    const int64_t status = all[static_cast<size_t>(r) * kHeader + 4];
+    std::string& list = status == Status::rejected ? rejected : no_memory;
+    if (status != Status::ready) list += (list.empty() ? "" : ", ") + std::to_string(r);
+  }
+  const int64_t* first = all.data();
+  if (!rejected.empty())
+    return std::string("mpiWorld: ") + kind_name(first[0]) + " failed: rank(s) " + rejected +
+           " rejected their arguments (the TypeError or RangeError is thrown there)";
+  if (!no_memory.empty())
+    return std::string("mpiWorld: ") + kind_name(first[0]) + " failed: rank(s) " + no_memory +
+           " could not allocate the reduction scratch";
+  std::string differ;
+  int listed = 0;
+  for (int r = 1; r < size; ++r) {
+    const int64_t* h = first + static_cast<size_t>(r) * kHeader;
+    if (std::equal(h, h + kHeader - 1, first)) continue;
+    if (++listed > 8) { differ += "; …"; break; }
+    differ += "; rank " + std::to_string(r) + " called " + describe_call(h);
+  }
+  if (differ.empty()) return "";
+  return "mpiWorld: ranks disagree on a collective (every rank must make the same call, with the same dtype and "
+         "length): rank 0 called " + describe_call(first) + differ;
+}
+
+template <typename T>
+MPI_Datatype mpi_type();
+template <>
+MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+template <>
+MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+
+// Segment [base, base + m): rank r owns [m·r/size, m·(r+1)/size).
+// Scratch for the owner's copies: own·size ≤ ceil(m/size)·size < m + size elements, m ≤ kSegment.
+size_t scratch_bytes(const Call& c, int size) {
+  if (c.kind != Kind::all_reduce || c.length == 0) return 0;
+  const size_t elems = static_cast<size_t>(std::min(kSegment, c.length)) + static_cast<size_t>(size);
+  return elems * (c.dtype == DType::f32 ? sizeof(float) : sizeof(double));
+}
+
+template <typename T>
+void all_reduce(T* buf, int64_t n, bool mean, int rank, int size, T* scratch) {
+  const MPI_Datatype type = mpi_type<T>();
+  std::vector<int> counts(size), displs(size), own_counts(size), own_displs(size);
+  for (int64_t base = 0; base < n; base += kSegment) {
+    const int64_t m = std::min(kSegment, n - base);
+    for (int r = 0; r < size; ++r) {
+      const int64_t lo = m * r / size, hi = m * (r + 1) / size;
+      counts[r] = static_cast<int>(hi - lo);
+      displs[r] = static_cast<int>(lo);
+    }
+    const int own = counts[rank];
+    for (int r = 0; r < size; ++r) {  // rank r's copy of my chunk lands at r·own: the copies in rank order
+      own_counts[r] = own;
+      own_displs[r] = r * own;
+    }
+    T* seg = buf + base;
+    check(MPI_Alltoallv(seg, counts.data(), displs.data(), type, scratch, own_counts.data(), own_displs.data(),
+                        type, MPI_COMM_WORLD), "MPI_Alltoallv");
+    // reduceInRankOrder: s = v_0; s += v_1; …; 'mean': s / size; one rounding (the store).
+    T* mine = seg + displs[rank];
+    const T* copies = scratch;
+    for (int i = 0; i < own; ++i) {
+      double s = copies[i];
+      for (int r = 1; r < size; ++r) s += copies[static_cast<size_t>(r) * own + i];
+      if (mean) s = s / static_cast<double>(size);
+      mine[i] = static_cast<T>(s);
+    }
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, seg, counts.data(), displs.data(), type, MPI_COMM_WORLD),
+          "MPI_Allgatherv");
+  }
+}
+
+void broadcast(void* buf, DType dtype, int64_t n, int root) {
+  const MPI_Datatype type = dtype == DType::f32 ? MPI_FLOAT : MPI_DOUBLE;
+  const size_t bytes = dtype == DType::f32 ? sizeof(float) : sizeof(double);
+  for (int64_t base = 0; base < n; base += kBroadcastSegment) {
+    const int count = static_cast<int>(std::min(kBroadcastSegment, n - base));
+    check(MPI_Bcast(static_cast<char*>(buf) + base * bytes, count, type, root, MPI_COMM_WORLD), "MPI_Bcast");
+  }
+}
+
+}  // namespace
+
+std::string describe_call(const int64_t* h) {
+  const auto kind = static_cast<Kind>(h[0]);
+  const std::string array = std::string(h[1] == 0 ? "float32" : "float64") + "[" + std::to_string(h[2]) + "]";
+  switch (kind) {
+    case Kind::all_gather: return "allGather(" + array + ")";
+    case Kind::all_reduce: return "allReduce(" + array + (h[3] == 1 ? ", 'mean')" : ", 'sum')");
+    case Kind::broadcast: return "broadcast(" + array + ", root " + std::to_string(h[3]) + ")";
+    case Kind::close: return "close() (or exited)";
+    default: return std::string(kind_name(h[0])) + "()";
+  }
+}
+
+std::string run_collective(const Call& c, int rank, int size) {
+  try {
+    // Allocated before the header exchange: a rank that cannot get it says so there, instead of leaving the
+    // others waiting in MPI_Alltoallv.
+    Status status = c.valid ? Status::ready : Status::rejected;
+    std::unique_ptr<char[]> scratch;
+    if (status == Status::ready && scratch_bytes(c, size) > 0) {
+      scratch.reset(new (std::nothrow) char[scratch_bytes(c, size)]);
+      if (!scratch) status = Status::no_memory;
+    }
+    const std::vector<int64_t> headers = exchange_headers(c, status, size);
+    std::string err = mismatch(headers, size);
+    if (!err.empty()) return err;
+    switch (c.kind) {
+      case Kind::barrier:
+      case Kind::close:
+        break;  // the header exchange is the barrier: no rank leaves it before every rank has entered
+      case Kind::all_gather:
+        check(MPI_Allgather(c.data, static_cast<int>(c.length), MPI_DOUBLE, c.out, static_cast<int>(c.length),
+                            MPI_DOUBLE, MPI_COMM_WORLD), "MPI_Allgather");
+        break;
+      case Kind::all_reduce:
+        if (c.dtype == DType::f32)
+          all_reduce(static_cast<float*>(c.data), c.length, c.extra == 1, rank, size,
+                     reinterpret_cast<float*>(scratch.get()));
+        else
+          all_reduce(static_cast<double*>(c.data), c.length, c.extra == 1, rank, size,
+                     reinterpret_cast<double*>(scratch.get()));
+        break;
+      case Kind::broadcast:
+        broadcast(c.data, c.dtype, c.length, static_cast<int>(c.extra));
+        break;
+    }
+    return "";
+  } catch (const std::bad_alloc&) {
+    return "mpiWorld: out of memory";
+  } catch (const std::exception& e) {
+    return std::string("mpiWorld: ") + e.what();
+  }
+}
+
+}  // namespace normkit::mpi
