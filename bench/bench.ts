@@ -3,6 +3,7 @@
 // all in one run. Prints medians and ratios; writes bench/results/bench-<time>.json.
 //   node dist/tools/bench/bench.js [--quick] [--shapes 0,2] [--threads 1,2] [--no-peers]
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -179,6 +180,8 @@ async function main() {
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows }, null, 2));
   console.log(`JSON: ${file}`);
+  console.log('');
+  spawnSync(process.execPath, [join(__dirname, 'mpi-allreduce.js')], { stdio: 'inherit' });
 }
 
 main().catch((e: unknown) => { console.error(e); process.exit(1); });

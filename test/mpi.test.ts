@@ -30,10 +30,13 @@ const mpiTitle = (title: string) => (skipReason ? `${title} (skipped: ${skipReas
 const HANG_MS = 120_000;
 
 function launch(scenario: string, dir = ''): SpawnSyncReturns<string> {
-  return spawnSync('mpirun', ['-np', String(SIZE), '--oversubscribe', process.execPath, rankScript, scenario, dir], {
+  const r = spawnSync('mpirun', ['-np', String(SIZE), '--oversubscribe', process.execPath, rankScript, scenario, dir], {
     encoding: 'utf8', timeout: HANG_MS, killSignal: 'SIGTERM',
     env: { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' },
   });
+  // Under npm run test:asan the ranks run the sanitized addons: a report there is a failure, whatever the scenario.
+  expect(r.stderr ?? '').not.toMatch(/ERROR: AddressSanitizer|runtime error:/);
+  return r;
 }
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
