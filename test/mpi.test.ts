@@ -83,9 +83,9 @@ mpiDescribe(mpiTitle('mpiWorld() under mpirun -np 3'), () => {
     }
   });
 
-  it('allReduce sum and mean, float32 and float64, sync and async: reduceInRankOrder bit for bit on every rank', () => {
+  it('allReduce sum and mean, float32 and float64, sync and async, lengths 0 … 40001: reduceInRankOrder bit for bit', () => {
     const cases = names('allReduce');
-    expect(cases.length).toBe(2 * 2 * 2 * 6 + 3);  // mode × dtype × op × length, + interleaved pair + after errors
+    expect(cases.length).toBe(2 * 2 * 2 * 7 + 3);  // mode × dtype × op × length, + interleaved pair + after errors
     for (const name of cases) {
       const per = byName(name);
       const parts = per.map((c) => decode(c.dtype, c.input));

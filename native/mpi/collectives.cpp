@@ -1,5 +1,5 @@
-// allReduce is reduce-scatter + all-gather with the reduction done by hand: each rank owns a contiguous chunk of
-// every segment; MPI_Alltoallv brings every rank's copy of a chunk to its owner, the owner sums the copies in rank
+// allReduce of a large buffer is reduce-scatter + all-gather with the reduction done by hand: each rank owns a
+// contiguous chunk of every segment; MPI_Alltoallv brings every rank's copy of a chunk to its owner, the owner sums the copies in rank
 // order in double and rounds once (exactly reduceInRankOrder in lib/distributed/communicator.ts), and
 // MPI_Allgatherv hands the reduced chunks to everyone. Each rank sends and receives 2·(size−1)/size of the buffer,
 // as a ring all-reduce does, and every rank ends with the same bits. MPI_Allreduce is not used: its summation
@@ -23,6 +23,10 @@ enum Status : int64_t { rejected = 0, ready = 1, no_memory = 2 };
 // MPI count far below INT_MAX whatever the buffer's length.
 constexpr int64_t kSegment = int64_t(1) << 22;
 constexpr int64_t kBroadcastSegment = int64_t(1) << 28;
+// Below this many bytes of all ranks' copies together, allReduce all-gathers the copies and every rank reduces all
+// of them itself: one collective instead of two, for the small per-layer sums of SyncBatchNorm, where latency, not
+// bandwidth, is the cost. The same rank-order expression either way, so the same bits.
+constexpr int64_t kAllGatherBytes = int64_t(256) << 10;
 
 struct MpiError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -93,16 +97,38 @@ template <>
 MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
 
 // Segment [base, base + m): rank r owns [m·r/size, m·(r+1)/size).
-// Scratch for the owner's copies: own·size ≤ ceil(m/size)·size < m + size elements, m ≤ kSegment.
+bool gather_whole(int64_t n, int64_t elem_bytes, int size) { return n <= kAllGatherBytes / (elem_bytes * size); }
+
+// Scratch for the copies: all of them (gather_whole), or the owner's chunk of every rank:
+// own·size ≤ ceil(m/size)·size < m + size elements, m ≤ kSegment.
 size_t scratch_bytes(const Call& c, int size) {
   if (c.kind != Kind::all_reduce || c.length == 0) return 0;
-  const size_t elems = static_cast<size_t>(std::min(kSegment, c.length)) + static_cast<size_t>(size);
-  return elems * (c.dtype == DType::f32 ? sizeof(float) : sizeof(double));
+  const int64_t elem = c.dtype == DType::f32 ? sizeof(float) : sizeof(double);
+  const int64_t elems = gather_whole(c.length, elem, size) ? c.length * size : std::min(kSegment, c.length) + size;
+  return static_cast<size_t>(elems * elem);
+}
+
+// reduceInRankOrder over `count` elements whose size copies lie `stride` apart in `copies`:
+// s = v_0; s += v_1; …; 'mean': s / size; one rounding (the store).
+template <typename T>
+void reduce_copies(const T* copies, int64_t count, int64_t stride, int size, bool mean, T* out) {
+  for (int64_t i = 0; i < count; ++i) {
+    double s = copies[i];
+    for (int r = 1; r < size; ++r) s += copies[static_cast<size_t>(r) * stride + i];
+    if (mean) s = s / static_cast<double>(size);
+    out[i] = static_cast<T>(s);
+  }
 }
 
 template <typename T>
 void all_reduce(T* buf, int64_t n, bool mean, int rank, int size, T* scratch) {
   const MPI_Datatype type = mpi_type<T>();
+  if (gather_whole(n, sizeof(T), size)) {  // n·size is small here: the int counts cannot overflow
+    check(MPI_Allgather(buf, static_cast<int>(n), type, scratch, static_cast<int>(n), type, MPI_COMM_WORLD),
+          "MPI_Allgather");
+    reduce_copies(scratch, n, n, size, mean, buf);
+    return;
+  }
   std::vector<int> counts(size), displs(size), own_counts(size), own_displs(size);
   for (int64_t base = 0; base < n; base += kSegment) {
     const int64_t m = std::min(kSegment, n - base);
@@ -119,15 +145,7 @@ void all_reduce(T* buf, int64_t n, bool mean, int rank, int size, T* scratch) {
     T* seg = buf + base;
     check(MPI_Alltoallv(seg, counts.data(), displs.data(), type, scratch, own_counts.data(), own_displs.data(),
                         type, MPI_COMM_WORLD), "MPI_Alltoallv");
-    // reduceInRankOrder: s = v_0; s += v_1; …; 'mean': s / size; one rounding (the store).
-    T* mine = seg + displs[rank];
-    const T* copies = scratch;
-    for (int i = 0; i < own; ++i) {
-      double s = copies[i];
-      for (int r = 1; r < size; ++r) s += copies[static_cast<size_t>(r) * own + i];
-      if (mean) s = s / static_cast<double>(size);
-      mine[i] = static_cast<T>(s);
-    }
+    reduce_copies(scratch, own, own, size, mean, seg + displs[rank]);
     check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, seg, counts.data(), displs.data(), type, MPI_COMM_WORLD),
           "MPI_Allgatherv");
   }

@@ -40,7 +40,7 @@ async function collectives(w) {
   for (const mode of ['sync', 'async']) {
     for (const Ctor of [Float32Array, Float64Array]) {
       for (const op of ['sum', 'mean']) {
-        for (const n of [0, 1, 2, 3, 7, 1001]) {
+        for (const n of [0, 1, 2, 3, 7, 1001, 40001]) {  // 40001: above the all-gather cut, uneven chunks
           const buf = input(w.rank, n, Ctor, seed++), before = buf.slice();
           if (mode === 'sync') w.allReduce(buf, op); else await w.allReduceAsync(buf, op);
           record(`allReduce ${mode} ${Ctor.name} ${op} n=${n}`, 'allReduce', before, buf, { op });
