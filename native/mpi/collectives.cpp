@@ -9,8 +9,8 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
-#include <new>
 #include <stdexcept>
 #include <vector>
 
@@ -179,9 +179,9 @@ std::string run_collective(const Call& c, int rank, int size) {
     // Allocated before the header exchange: a rank that cannot get it says so there, instead of leaving the
     // others waiting in MPI_Alltoallv.
     Status status = c.valid ? Status::ready : Status::rejected;
-    std::unique_ptr<char[]> scratch;
+    std::unique_ptr<void, decltype(&std::free)> scratch(nullptr, &std::free);
     if (status == Status::ready && scratch_bytes(c, size) > 0) {
-      scratch.reset(new (std::nothrow) char[scratch_bytes(c, size)]);
+      scratch.reset(std::malloc(scratch_bytes(c, size)));
       if (!scratch) status = Status::no_memory;
     }
     const std::vector<int64_t> headers = exchange_headers(c, status, size);
@@ -198,10 +198,10 @@ std::string run_collective(const Call& c, int rank, int size) {
       case Kind::all_reduce:
         if (c.dtype == DType::f32)
           all_reduce(static_cast<float*>(c.data), c.length, c.extra == 1, rank, size,
-                     reinterpret_cast<float*>(scratch.get()));
+                     static_cast<float*>(scratch.get()));
         else
           all_reduce(static_cast<double*>(c.data), c.length, c.extra == 1, rank, size,
-                     reinterpret_cast<double*>(scratch.get()));
+                     static_cast<double*>(scratch.get()));
         break;
       case Kind::broadcast:
         broadcast(c.data, c.dtype, c.length, static_cast<int>(c.extra));

@@ -1,13 +1,13 @@
+// Plain pthreads (and std::mutex, which is one) rather than std::thread, std::condition_variable and std::promise:
+// with GCC 12 those raise the addon's libstdc++ symbol-version floor (GLIBCXX_3.4.30) above normkit.node's.
 #include "mpi_thread.h"
 
 #include <mpi.h>
+#include <pthread.h>
 
-#include <condition_variable>
 #include <cstdlib>
-#include <deque>
-#include <future>
+#include <list>
 #include <mutex>
-#include <thread>
 
 namespace normkit::mpi {
 namespace {
@@ -16,13 +16,15 @@ enum class Phase { idle, running, finalized };
 
 // Never destroyed: the thread may still be blocked in MPI while static destructors run at exit.
 struct World {
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<std::function<void()>> tasks;
+  std::mutex mutex;               // guards everything below
+  pthread_cond_t wake = PTHREAD_COND_INITIALIZER;     // a task was posted, or stop was set
+  pthread_cond_t settled = PTHREAD_COND_INITIALIZER;  // a waited-for task (or the start) finished
+  std::list<std::function<void()>> tasks;  // a list: std::deque would need GLIBCXX_3.4.29
   bool busy = false;  // the thread is running a task (perhaps blocked in a collective)
   bool stop = false;
+  bool started = false;
   Phase phase = Phase::idle;
-  std::thread thread;
+  pthread_t thread{};
   WorldInfo info;
 };
 
@@ -31,13 +33,16 @@ World& world() {
   return *w;
 }
 
+// Waits on `cond` with the world's mutex, which `lock` holds.
+void wait(pthread_cond_t& cond, std::unique_lock<std::mutex>& lock) { pthread_cond_wait(&cond, lock.mutex()->native_handle()); }
+
 void loop(World& w) {
   for (;;) {
     std::function<void()> task;
     {
       std::unique_lock<std::mutex> lock(w.mutex);
       w.busy = false;
-      w.wake.wait(lock, [&] { return w.stop || !w.tasks.empty(); });
+      while (!w.stop && w.tasks.empty()) wait(w.wake, lock);
       if (w.tasks.empty()) return;  // stop, and nothing left
       task = std::move(w.tasks.front());
       w.tasks.pop_front();
@@ -69,21 +74,33 @@ std::string init_mpi(WorldInfo& info) {
 // process is going away without finalizing, so end the job rather than leave the other ranks waiting.
 void at_exit() { abort_world(1); }
 
+void* thread_main(void*) {
+  World& w = world();
+  std::string error = init_mpi(w.info);
+  {
+    std::lock_guard<std::mutex> lock(w.mutex);
+    w.info.error = error;
+    w.started = true;
+  }
+  pthread_cond_broadcast(&w.settled);
+  if (error.empty()) loop(w);
+  return nullptr;
+}
+
 }  // namespace
 
 const WorldInfo& start_world() {
   World& w = world();
   std::unique_lock<std::mutex> lock(w.mutex);
   if (w.phase != Phase::idle) return w.info;
-  std::promise<void> ready;
-  w.thread = std::thread([&w, &ready] {
-    w.info.error = init_mpi(w.info);
-    ready.set_value();
-    if (w.info.error.empty()) loop(w);
-  });
-  ready.get_future().wait();
+  if (pthread_create(&w.thread, nullptr, thread_main, nullptr) != 0) {
+    w.phase = Phase::finalized;
+    w.info.error = "cannot start the MPI thread";
+    return w.info;
+  }
+  while (!w.started) wait(w.settled, lock);
   if (!w.info.error.empty()) {
-    w.thread.join();
+    pthread_join(w.thread, nullptr);
     w.phase = Phase::finalized;
     return w.info;
   }
@@ -105,7 +122,7 @@ bool post(std::function<void()> task) {
     if (w.phase != Phase::running || w.stop) return false;
     w.tasks.push_back(std::move(task));
   }
-  w.wake.notify_one();
+  pthread_cond_signal(&w.wake);
   return true;
 }
 
@@ -116,9 +133,19 @@ void mpi_calls_done() {
 }
 
 bool run_and_wait(const std::function<void()>& task) {
-  std::promise<void> done;
-  if (!post([&] { task(); done.set_value(); })) return false;
-  done.get_future().wait();
+  World& w = world();
+  bool done = false;
+  if (!post([&] {
+        task();
+        {
+          std::lock_guard<std::mutex> lock(w.mutex);
+          done = true;
+        }
+        pthread_cond_broadcast(&w.settled);
+      }))
+    return false;
+  std::unique_lock<std::mutex> lock(w.mutex);
+  while (!done) wait(w.settled, lock);
   return true;
 }
 
@@ -133,7 +160,7 @@ void finalize_world() {
     w.info.error = "MPI has been finalized (close() was called, or the process is exiting); Open MPI cannot be "
                    "initialized twice in one process";
   });
-  if (ran) w.thread.join();
+  if (ran) pthread_join(w.thread, nullptr);
 }
 
 void abort_world(int code) {
