@@ -10,4 +10,4 @@ export { LayerNorm, RMSNorm, type LayerNormModuleOptions, type RMSNormModuleOpti
 export { saveSafetensors, loadSafetensors, type StateDict, type Int64Tensor } from './io/safetensors.js';
 export { setNumThreads, getNumThreads, buildInfo, type BuildInfo } from './runtime.js';
 export { reduceInRankOrder, type Communicator, type ReduceOp } from './distributed/communicator.js';
-export { mpiWorld, MpiCommunicator } from './distributed/mpi.js';
+export { mpiWorld, type MpiCommunicator } from './distributed/mpi.js';

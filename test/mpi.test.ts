@@ -49,7 +49,7 @@ const decode = (dtype: string, b64: string): Float32Array | Float64Array => {
 interface Case { name: string; kind: string; dtype: string; input: string; output: string; op?: ReduceOp; root?: number }
 interface Failure { type: string; message: string }
 interface RankReport {
-  rank: number; size: number; library: string; same: boolean; cases: Case[];
+  rank: number; size: number; library: string; same: boolean; cases: Case[]; viewOutsideUntouched: boolean;
   large: { dtype: string; n: number; op: ReduceOp; sha: string }[];
   errors: Record<string, Failure | null | boolean>;
 }
@@ -85,7 +85,8 @@ mpiDescribe(mpiTitle('mpiWorld() under mpirun -np 3'), () => {
 
   it('allReduce sum and mean, float32 and float64, sync and async, lengths 0 … 40001: reduceInRankOrder bit for bit', () => {
     const cases = names('allReduce');
-    expect(cases.length).toBe(2 * 2 * 2 * 7 + 3);  // mode × dtype × op × length, + interleaved pair + after errors
+    expect(cases.length).toBe(2 * 2 * 2 * 7 + 4);  // mode × dtype × op × length, + interleaved pair, view, after errors
+    for (const r of reports) expect(r.viewOutsideUntouched, `rank ${r.rank}: elements after the view`).toBe(true);
     for (const name of cases) {
       const per = byName(name);
       const parts = per.map((c) => decode(c.dtype, c.input));
@@ -179,6 +180,19 @@ mpiDescribe(mpiTitle('mpiWorld() under mpirun -np 3'), () => {
       expect((r.errors.afterCloseAsync as Failure).message).toBe('mpiWorld: allReduce() on a closed communicator');
       expect((r.errors.worldAfterClose as Failure).message).toMatch(/finalized by close\(\)/);
     }
+  });
+});
+
+mpiDescribe(mpiTitle('mpiWorld() without mpirun'), () => {
+  it('is a world of one (Open MPI\'s singleton): collectives return the rank\'s own values, exit is clean', () => {
+    const r = spawnSync(process.execPath, ['-e', `
+      const w = require(${JSON.stringify(join(root, 'dist', 'cjs', 'index.js'))}).mpiWorld();
+      const b = new Float32Array([1.5, -2, 3e-8]);
+      w.allReduce(b, 'mean');
+      console.log(JSON.stringify({ rank: w.rank, size: w.size, b: Array.from(b), g: Array.from(w.allGather(new Float64Array([7, 8]))) }));`],
+    { encoding: 'utf8', timeout: 60_000, env: { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ rank: 0, size: 1, b: [1.5, -2, Math.fround(3e-8)], g: [7, 8] });
   });
 });
 

@@ -71,6 +71,14 @@ async function collectives(w) {
     record('interleaved async then sync (async part)', 'allReduce', a0, a, { op: 'sum' });
     record('interleaved async then sync (sync part)', 'allReduce', b0, b, { op: 'mean' });
   }
+  // A view into a larger buffer: only its elements take part, the rest of the buffer is left alone.
+  {
+    const whole = input(w.rank, 20, Float64Array, seed++), view = whole.subarray(3, 10);
+    const view0 = view.slice(), outside = bits(whole.subarray(10));
+    w.allReduce(view, 'sum');
+    record('a subarray view', 'allReduce', view0, view, { op: 'sum' });
+    out.viewOutsideUntouched = bits(whole.subarray(10)) === outside;
+  }
   // Several segments of the chunked allReduce, float32 and float64, sync and async.
   for (const [Ctor, n, op, mode] of [[Float32Array, (1 << 23) + 5, 'sum', 'sync'], [Float64Array, (1 << 22) + 7, 'mean', 'async']]) {
     const buf = large(w.rank, n, Ctor);
