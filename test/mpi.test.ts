@@ -197,6 +197,14 @@ mpiDescribe(mpiTitle('mpiWorld() without mpirun'), () => {
 });
 
 mpiDescribe(mpiTitle('a rank that dies ends the whole job (nothing hangs)'), () => {
+  it('(the control) every rank ends normally without close(), at different times: exit status 0', () => {
+    const r = launch('exit-clean');
+    expect(r.error, 'the job hung').toBeUndefined();
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    for (const rank of [0, 1, 2]) expect(r.stdout).toContain(`rank ${rank} done`);
+    expect(r.stderr).not.toMatch(/MPI_ABORT|exited improperly/);
+  });
+
   for (const [how, what] of [['throw', 'an uncaught exception'], ['reject', 'an unhandled rejection'],
     ['exit', 'process.exit(3)'], ['kill', 'SIGKILL'],
     ['exit0', 'process.exit(0)']] as const) {

@@ -145,15 +145,21 @@ Napi::Value CollectiveAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// The close header exchange: "" when every rank is closing (or exiting cleanly), else why not.
+std::string exchange_close() {
+  const int rank = start_world().rank, size = start_world().size;
+  Call c;
+  c.kind = Kind::close;
+  std::string error = "mpiWorld: MPI is no longer running";
+  run_and_wait([&] { error = run_collective(c, rank, size); });
+  return error;
+}
+
 // Every rank calls close(): the header exchange checks that, then MPI_Finalize (collective too).
 Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!world_active()) return env.Undefined();
-  const int rank = start_world().rank, size = start_world().size;
-  Call c;
-  c.kind = Kind::close;
-  std::string error;
-  if (!run_and_wait([&] { error = run_collective(c, rank, size); })) return env.Undefined();
+  const std::string error = exchange_close();
   if (!error.empty()) throw Napi::Error::New(env, error);
   finalize_world();
   return env.Undefined();
@@ -170,11 +176,7 @@ Napi::Value Exit(const Napi::CallbackInfo& info) {
     abort_world(code != 0 ? code : 1);
     return info.Env().Undefined();
   }
-  const int rank = start_world().rank, size = start_world().size;
-  std::string error;
-  Call c;
-  c.kind = Kind::close;
-  if (run_and_wait([&] { error = run_collective(c, rank, size); }) && error.empty()) finalize_world();
+  if (exchange_close().empty()) finalize_world();
   else abort_world(1);
   return info.Env().Undefined();
 }

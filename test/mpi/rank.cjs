@@ -138,5 +138,10 @@ async function die(w, how) {
   const w = nk.mpiWorld();
   if (scenario === 'collectives') writeFileSync(join(dir, `rank${w.rank}.json`), JSON.stringify(await collectives(w)));
   else if (scenario.startsWith('die-')) await die(w, scenario.slice(4));
+  else if (scenario === 'exit-clean') {  // no close(): the exit finalizes; rank 0 leaves last
+    await w.allReduceAsync(new Float32Array(5));
+    if (w.rank === 0) await new Promise((resolve) => setTimeout(resolve, 500));
+    console.log(`rank ${w.rank} done`);
+  }
   else throw new Error(`unknown scenario ${scenario}`);
 })();
