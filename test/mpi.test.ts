@@ -6,7 +6,7 @@
 // skipped with the reason in their title; .ci/run installs openmpi-bin and libopenmpi-dev, so CI always runs them.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -250,6 +250,16 @@ describe('without a usable MPI', () => {
     expect(out.error?.message).toContain('dnf install openmpi');
     expect(out.error?.message).toContain('libmpi.so.00: cannot open shared object file');
     expect(out.y.map((v) => Math.round(v * 1e4) / 1e4)).toEqual([-1, -1, 1, 1]);
+  });
+
+  it.skipIf(!existsSync(mpiAddon))('not under mpirun and no orted on PATH: an Error, not an abort inside MPI_Init', () => {
+    const bin = mkdtempSync(join(tmpdir(), 'normkit-bin-'));
+    symlinkSync(process.execPath, join(bin, 'node'));
+    const r = child(TRY_WORLD, { PATH: bin, OMPI_COMM_WORLD_SIZE: undefined, PMIX_RANK: undefined });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { error: Failure | null };
+    expect(out.error?.message).toMatch(/not started by mpirun/);
+    expect(out.error?.message).toContain('apt-get install openmpi-bin');
   });
 
   it('normkit_mpi.node absent (built without MPI headers): an Error saying how to build it', () => {

@@ -15,6 +15,8 @@
 // - Exit: a clean exit (code 0, nothing in flight) finalizes MPI; any other exit — an uncaught exception,
 //   process.exit(1), a collective left in flight — calls MPI_Abort, which ends every rank of the job within seconds.
 //   A rank killed by a signal is noticed by mpirun, which ends the job.
+import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { invalidRange, invalidType } from '../errors.js';
 import { isFloatArray, type FloatArray } from '../tensor.js';
@@ -149,6 +151,17 @@ export class MpiCommunicator implements Communicator {
 
 let world: MpiCommunicator | undefined;
 
+// Started by mpirun (Open MPI's launcher sets these), or able to start a world of one: Open MPI 4 then forks its
+// orted daemon, found on PATH, and when it cannot, MPI_Init aborts the whole process. Refuse before that.
+function checkLauncher(): void {
+  if (['OMPI_COMM_WORLD_SIZE', 'PMIX_RANK', 'PMI_RANK'].some((k) => process.env[k] !== undefined)) return;
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
+  if (['orted', 'prte'].some((daemon) => dirs.some((d) => existsSync(join(d, daemon))))) return;
+  throw new Error('mpiWorld(): this process was not started by mpirun, and Open MPI cannot start a world of one ' +
+    "without its daemon (orted) on PATH. Start the program with mpirun (mpirun -np 2 node train.js), or put Open " +
+    "MPI's bin directory on PATH (Debian/Ubuntu: apt-get install openmpi-bin).");
+}
+
 /**
  * The communicator over MPI_COMM_WORLD of the job this process was started in by `mpirun` (without mpirun: a
  * world of one). The same object on every call. Throws an Error naming what to install when Open MPI is absent.
@@ -162,6 +175,7 @@ export function mpiWorld(): MpiCommunicator {
     throw new Error('mpiWorld() must be called on the main thread: MPI belongs to the process, not to a worker_thread');
   }
   const native = mpiBinding();
+  checkLauncher();
   world = new MpiCommunicator(native);
   // Registered once MPI runs: a clean exit finalizes, any other exit aborts the job (see the notes above).
   process.on('exit', (code) => native.exit(code));
