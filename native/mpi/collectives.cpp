@@ -110,13 +110,26 @@ size_t scratch_bytes(const Call& c, int size) {
 
 // reduceInRankOrder over `count` elements whose size copies lie `stride` apart in `copies`:
 // s = v_0; s += v_1; …; 'mean': s / size; one rounding (the store).
+// Blocks of kBlock elements, ranks outer and elements inner, so the loops vectorize and the double sums stay in
+// L1 (as fast as element-outer for 2–3 ranks, 1.5× faster for 8 in a standalone check); each element still sees
+// exactly the additions above, in the same order.
 template <typename T>
 void reduce_copies(const T* copies, int64_t count, int64_t stride, int size, bool mean, T* out) {
-  for (int64_t i = 0; i < count; ++i) {
-    double s = copies[i];
-    for (int r = 1; r < size; ++r) s += copies[static_cast<size_t>(r) * stride + i];
-    if (mean) s = s / static_cast<double>(size);
-    out[i] = static_cast<T>(s);
+  constexpr int64_t kBlock = 512;
+  double s[kBlock];
+  const double divisor = static_cast<double>(size);
+  for (int64_t base = 0; base < count; base += kBlock) {
+    const int64_t m = std::min(kBlock, count - base);
+    const T* v = copies + base;
+    for (int64_t i = 0; i < m; ++i) s[i] = v[i];
+    for (int r = 1; r < size; ++r) {
+      const T* vr = v + static_cast<size_t>(r) * stride;
+      for (int64_t i = 0; i < m; ++i) s[i] += vr[i];
+    }
+    if (mean)
+      for (int64_t i = 0; i < m; ++i) out[base + i] = static_cast<T>(s[i] / divisor);
+    else
+      for (int64_t i = 0; i < m; ++i) out[base + i] = static_cast<T>(s[i]);
   }
 }
 
