@@ -43,6 +43,11 @@ function opCode(op: unknown): number {
   return op === 'mean' ? 1 : 0;
 }
 
+/**
+ * The Communicator over Open MPI's MPI_COMM_WORLD that mpiWorld() returns: every collective runs on one dedicated
+ * MPI thread, computes reduceInRankOrder's bits, and checks a header first so disagreeing ranks all throw.
+ * close() is collective and final (MPI is finalized).
+ */
 export class MpiCommunicator implements Communicator {
   readonly rank: number;
   readonly size: number;
