@@ -360,7 +360,7 @@ describe('npm run demo on the shipped data, one epoch', () => {
     expect(Object.entries(sd).map(([k, t]): [string, number[], string] => [k, [...t.shape], t.data instanceof BigInt64Array ? 'int64' : 'float32'])
       .sort(byKey)).toEqual([...FIXTURE['mlp-bn']!].sort(byKey));
     expect(json.checkpointKeys).toEqual(FIXTURE['mlp-bn']!.map(([k]) => k));
-  });
+  }, 300_000);  // about 7 s on an idle 2-core machine; the limit only guards against a hang on a shared one
 
   it('exits with code 2 on a usage error and 1 on a --data folder without the files, training nothing', () => {
     const lines: string[] = [];

@@ -47,6 +47,8 @@ interface ModelSpec {
 function modelSpec(o: DemoOptions, train: Dataset): ModelSpec {
   if (o.model === 'cnn') {
     const side = Math.round(Math.sqrt(train.pixels));
+    if (side * side !== train.pixels) throw new RangeError(`--model cnn needs square images, got ${train.pixels} pixels per image`);
+    LeNet.featureSide(side);  // throws a RangeError for images too small for two 5x5 convolutions and poolings
     return {
       make: (batchNorm) => new LeNet({ side, classes: CLASSES, batchNorm, seed: o.seed }),
       description: `d2l's LeNet: conv 6@5x5, sigmoid, avgpool 2, conv 16@5x5, sigmoid, avgpool 2, dense 120, 84, 10 (sigmoid)`,
@@ -143,7 +145,13 @@ export function runDemo(argv: readonly string[], out: Output = consoleOutput): n
   const { train, test } = loadData(source);
   const dataDescription = describeSource(source, train, test);
   out.log(`data: ${dataDescription}`);
-  const spec = modelSpec(options, train);
+  let spec: ModelSpec;
+  try {
+    spec = modelSpec(options, train);
+  } catch (e) {
+    out.error(`error: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
   out.log(`network: ${spec.description}`);
   out.log(`training: plain SGD, ${scheduleText(options)}, batch size ${options.batchSize}, ${options.epochs} epoch(s), seed ${options.seed}`);
   const estimate = estimateRun(() => spec.make(true), train, test,
