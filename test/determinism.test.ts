@@ -66,6 +66,9 @@ describe('the family is thread-count independent too', () => {
   const layers: Array<[string, () => import('../lib/index.js').Module, number[]]> = [
     ['LayerNorm (paramGrad column sums)', () => new LayerNorm(257), [301, 257]],
     ['RMSNorm', () => new RMSNorm([3, 97]), [130, 3, 97]],
+    // 9 rows: fused per row block on 1 and 3 threads, two-phase (separate column reduction) on 2 and 8.
+    ['LayerNorm, few long rows (fused and two-phase walks)', () => new LayerNorm(4001), [9, 4001]],
+    ['RMSNorm, few long rows (fused and two-phase walks)', () => new RMSNorm(4001), [9, 4001]],
     ['GroupNorm', () => new GroupNorm(3, 12), [9, 12, 31, 17]],
     ['GroupNorm channels-last', () => new GroupNorm(4, 32, { channelsLast: true }), [5, 29, 31, 32]],
     ['InstanceNorm2d with running stats', () => new InstanceNorm2d(7, { affine: true, trackRunningStats: true }), [6, 7, 37, 41]],
