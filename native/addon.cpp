@@ -250,6 +250,7 @@ void forward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType d
   auto* invstd = static_cast<double*>(typed(info, 12, "invstd", DType::f64, groups(g), job));
   const AffineArgs<T> af{job.segments, gamma, beta, position_param<T>(info, 14, "w", g, dt, job),
                          position_param<T>(info, 15, "b", g, dt, job), flag_arg(info, 16)};
+  if (job.segments > 1 && (af.w || af.b)) internal(info.Env(), "segments and position parameters exclude each other");
   job.run = [=](double* s) { table<T>().forward_train(x, y, g, af, eps, mean, m2, invstd, s, nt); };
 }
 
@@ -275,6 +276,7 @@ void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType 
     (i == 15 ? dw : db) = static_cast<double*>(typed(info, i, i == 15 ? "dw" : "db", DType::f64, g.K, job));
   }
   job.param_grad = dw || db;
+  if (job.segments > 1 && (w || job.param_grad)) internal(info.Env(), "segments and position parameters exclude each other");
   const AffineArgs<T> af{job.segments, gamma, nullptr, w, nullptr, flag_arg(info, 17)};
   job.run = [=](double* s) {
     table<T>().backward_train(dy, x, dx, g, af, mean, invstd, sum_dy, sum_dyx, dw, db, s, nt);

@@ -20,7 +20,7 @@ struct Affine {
   int64_t segments;
   const double* gamma;
   const double* beta;
-  PositionParams<T> pos;  // per position k of a run (LayerNorm, RMSNorm; A == 1 only)
+  PositionParams<T> pos;  // per position k of a run (LayerNorm, RMSNorm; A == 1 and segments == 1 only)
   // RMSNorm: normalize around 0 with invstd = 1 / sqrt(mean(x^2) + eps) = 1 / sqrt(M2 / n + mean^2 + eps) (two
   // non-negative terms: no cancellation), and the backward has no sum(dy) term.
   bool rms;
