@@ -30,10 +30,14 @@ export interface NativeBinding {
     b: Float64Array | null, c: Float64Array | null, w?: Arr | null]): void;
   paramGrad(...a: [...Geo, dy: Arr, x: Arr, mean: Float64Array | null, invstd: Float64Array, dw: Float64Array,
     db: Float64Array]): void;
+  // The fused training ops. segments: parts of a group with their own gamma/beta (groups * segments entries, as
+  // sumDy/sumDyXmu); w, b: per-position params; dw, db: their gradients (length K); rms: RMSNorm (centred at 0).
   forwardTrain(...a: [...Geo, x: Arr, y: Arr, eps: number, gamma: Float64Array | null, beta: Float64Array | null,
-    mean: Float64Array, m2: Float64Array, invstd: Float64Array]): void;
+    mean: Float64Array, m2: Float64Array, invstd: Float64Array, segments?: number, w?: Arr | null, b?: Arr | null,
+    rms?: boolean]): void;
   backwardTrain(...a: [...Geo, dy: Arr, x: Arr, dx: Arr, mean: Float64Array, invstd: Float64Array,
-    gamma: Float64Array | null, sumDy: Float64Array, sumDyXmu: Float64Array]): void;
+    gamma: Float64Array | null, sumDy: Float64Array, sumDyXmu: Float64Array, segments?: number, w?: Arr | null,
+    dw?: Float64Array | null, db?: Float64Array | null, rms?: boolean]): void;
   forwardTrainAsync(...a: Parameters<NativeBinding['forwardTrain']>): Promise<void>;
   backwardTrainAsync(...a: Parameters<NativeBinding['backwardTrain']>): Promise<void>;
   momentsAsync(...a: Parameters<NativeBinding['moments']>): Promise<void>;
