@@ -1,9 +1,12 @@
-// What users get: `npm pack`, install the tarball into an empty project with a PATH holding only node and npm
-// (no compiler, cmake or python), then load it through CommonJS and ESM and type-check a TypeScript user.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync, statSync } from 'node:fs';
+// What users get: the release tarball (scripts/pack.mjs, a staged copy with no scripts and no binding.gyp),
+// installed into empty projects whose PATH holds only node, npm and sh (no compiler, cmake, make or python) with
+// the network off, three ways: default, with normkit's install scripts approved (npm 11's allowScripts), and with
+// --ignore-scripts. Each must load. Then: CommonJS, ESM, TypeScript users, publint.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
+  writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const root = join(__dirname, '..');
@@ -12,9 +15,27 @@ const app = join(work, 'app');
 const bin = join(work, 'bin');
 let tarball = '';
 
-/** Runs with nothing but node and npm on PATH. */
-function bare(cmd: string, args: string[], cwd = app): string {
-  return execFileSync(cmd, args, { cwd, encoding: 'utf8', env: { PATH: bin, HOME: work, npm_config_cache: join(work, 'npm-cache') } });
+const BUILD_TOOLS = ['cc', 'gcc', 'g++', 'c++', 'clang', 'clang++', 'cmake', 'make', 'python3', 'python'];
+
+/** The build tools an executable search of this PATH finds (what a spawned `g++` or node-gyp would find). */
+function buildToolsOn(path: string): string[] {
+  return BUILD_TOOLS.filter((tool) => path.split(delimiter).some((dir) => {
+    try { accessSync(join(dir, tool), constants.X_OK); return true; } catch { return false; }
+  }));
+}
+
+const bareEnv = () => ({ PATH: bin, HOME: work, npm_config_cache: join(work, 'npm-cache'), npm_config_update_notifier: 'false' });
+
+/** Runs with nothing but node, npm and sh on PATH; returns stdout, or with `all` stdout and stderr together. */
+function bare(cmd: string, args: string[], cwd = app, all = false): string {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: bareEnv() });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}:\n${r.stdout}${r.stderr}`);
+  return all ? r.stdout + r.stderr : r.stdout;
+}
+
+function newProject(dir: string): void {
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
 }
 
 const USE = `
@@ -25,21 +46,92 @@ const USE = `
   const sd = loadSafetensors(saveSafetensors(bn.stateDict()));
   console.log(JSON.stringify({ y: y.data.length, dx: dx.data.length, nbt: Number(sd.num_batches_tracked.data[0]), info: buildInfo() }));
 `;
+const USE_CJS = `const { BatchNorm2d, tensor, saveSafetensors, loadSafetensors, buildInfo } = require('normkit');\n${USE}`;
+
+/** Runs USE through require in a project: the last stdout line is its JSON. */
+function useIn(dir: string): { y: number; dx: number; nbt: number; info: { version: string; simd: string } } {
+  writeFileSync(join(dir, 'use.cjs'), USE_CJS);
+  return JSON.parse(bare('node', ['use.cjs'], dir)) as ReturnType<typeof useIn>;
+}
 
 beforeAll(() => {
   // A fresh prebuilt binary from the current sources (into build-prebuild/, not the build/ the other tests load).
   execFileSync('npm', ['run', 'prebuild'], { cwd: root, stdio: 'ignore' });
-  // --ignore-scripts: dist/ is already built by `npm install`, and `prepare` would rebuild build/ under the
-  // feet of the other test files.
-  const packed = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8' });
-  tarball = join(work, (JSON.parse(packed) as Array<{ filename: string }>)[0]!.filename);
+  tarball = execFileSync(process.execPath, [join(root, 'scripts/pack.mjs'), '--pack-destination', work],
+    { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   mkdirSync(bin);
   symlinkSync(process.execPath, join(bin, 'node'));
   symlinkSync(execFileSync('sh', ['-c', 'readlink -f "$(command -v npm)"'], { encoding: 'utf8' }).trim(), join(bin, 'npm'));
-  mkdirSync(app);
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+  // sh as every user has it: npm runs scripts through it, so a script that slipped in would really run (and fail
+  // for want of a compiler) instead of failing early on a missing shell.
+  symlinkSync('/bin/sh', join(bin, 'sh'));
+  newProject(app);
   bare('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball]);
 }, 300_000);
+
+describe('installing cannot run a build', () => {
+  it('the PATH used for installing holds no compiler, cmake, make or python (and the probe finds them on the full PATH)', () => {
+    expect(buildToolsOn(bin)).toEqual([]);
+    // The same probe on this machine's own PATH finds the g++ that just built the prebuilt binary.
+    expect(buildToolsOn(process.env.PATH ?? '')).toContain('g++');
+  });
+
+  it('the published manifest has no scripts and the tarball no binding.gyp (npm would invent node-gyp rebuild)', () => {
+    const manifest = JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' })) as Record<string, unknown>;
+    expect(manifest.scripts).toBeUndefined();
+    expect(manifest.devDependencies).toBeUndefined();
+    expect(manifest.private).toBeUndefined();
+    expect(manifest.gypfile).toBe(false);
+    const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
+    expect(files.filter((f) => /\.gypi?$/.test(f))).toEqual([]);
+  });
+
+  it('the repository root cannot be packed or published as is', () => {
+    const pack = spawnSync('npm', ['pack', '--dry-run'], { cwd: root, encoding: 'utf8' });
+    expect(pack.status).not.toBe(0);
+    expect(pack.stderr).toMatch(/npm run pack:release/);
+    // Even skipping prepack, `private` stops it (npm checks it after auth, so give a token for a registry on a
+    // local port nothing listens on: should the check ever pass, nothing can be sent anywhere).
+    const registry = 'http://127.0.0.1:9/';
+    const publish = spawnSync('npm', ['publish', '--ignore-scripts', '--offline', '--fetch-retries=0', '--registry', registry, '--//127.0.0.1:9/:_authToken=unused'],
+      { cwd: root, encoding: 'utf8' });
+    expect(publish.status).not.toBe(0);
+    expect(publish.stderr).toMatch(/EPRIVATE/);
+  });
+
+  it('a default install warns of no install script and loads', () => {
+    const dir = join(work, 'default');
+    newProject(dir);
+    const out = bare('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], dir, true);
+    expect(out).not.toMatch(/install-scripts|gyp/);
+    expect(bare('npm', ['install-scripts', 'ls'], dir, true)).toMatch(/No packages with unreviewed install scripts/);
+    expect(useIn(dir)).toMatchObject({ y: 96, dx: 96, nbt: 1 });
+  });
+
+  it('with its scripts approved (allowScripts), a reinstall from the lockfile runs nothing and loads', () => {
+    const dir = join(work, 'approved');
+    newProject(dir);
+    bare('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], dir);
+    bare('npm', ['install-scripts', 'approve', 'normkit'], dir);
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { allowScripts?: Record<string, boolean> };
+    expect(Object.values(pkg.allowScripts ?? {})).toEqual([true]);
+    // The lockfile path is where npm used to invent `node-gyp rebuild` (its entry does not record gypfile: false).
+    rmSync(join(dir, 'node_modules'), { recursive: true });
+    const ci = bare('npm', ['ci', '--no-audit', '--no-fund', '--offline', '--foreground-scripts'], dir, true);
+    expect(ci).not.toMatch(/gyp|cmake|> normkit@/);
+    rmSync(join(dir, 'node_modules'), { recursive: true });
+    rmSync(join(dir, 'package-lock.json'));
+    bare('npm', ['install', '--no-audit', '--no-fund', '--offline', '--foreground-scripts'], dir);
+    expect(useIn(dir)).toMatchObject({ y: 96, dx: 96, nbt: 1 });
+  });
+
+  it('with --ignore-scripts, it loads', () => {
+    const dir = join(work, 'ignore-scripts');
+    newProject(dir);
+    bare('npm', ['install', '--no-audit', '--no-fund', '--offline', '--ignore-scripts', tarball], dir);
+    expect(useIn(dir)).toMatchObject({ y: 96, dx: 96, nbt: 1 });
+  });
+});
 
 describe('the packed tarball', () => {
   it('holds the prebuilt binary and its libgomp, and no tests, fixtures or build trees', () => {
@@ -52,15 +144,13 @@ describe('the packed tarball', () => {
     expect(statSync(tarball).size).toBeLessThan(1_000_000);
   });
 
-  it('installed with no build tools and no install script, it loads the prebuilt binary', () => {
-    expect(() => bare('sh', ['-c', 'command -v g++ || command -v cmake || command -v python3'])).toThrow();
+  it('installed, it holds the prebuilt binary with its libgomp and no build tree', () => {
     expect(existsSync(join(app, 'node_modules/normkit/build'))).toBe(false);
     expect(readdirSync(join(app, 'node_modules/normkit/prebuilds/linux-x64'))).toContain('libgomp.so.1');
   });
 
   it('works through require (CommonJS)', () => {
-    writeFileSync(join(app, 'use.cjs'), `const { BatchNorm2d, tensor, saveSafetensors, loadSafetensors, buildInfo } = require('normkit');\n${USE}`);
-    const r = JSON.parse(bare('node', ['use.cjs'])) as { y: number; dx: number; nbt: number; info: { version: string; simd: string } };
+    const r = useIn(app);
     expect(r).toMatchObject({ y: 96, dx: 96, nbt: 1 });
     expect(r.info.version).toBe('0.1.0');
     expect(['baseline', 'avx2', 'avx512']).toContain(r.info.simd);
