@@ -1,5 +1,6 @@
 # From-source fallback for node-gyp (`npm run build:gyp`). The same sources and flags as CMakeLists.txt:
-# native/isa/kernels.cpp built once per ISA (a static library each), linked into one normkit.node.
+# native/isa/kernels.cpp built once per ISA (a static library each), linked into one normkit.node. x86-64 only: on
+# AArch64 build with cmake-js (CMakeLists.txt has the NEON build).
 {
   "target_defaults": {
     "cflags!": ["-fno-exceptions"],
@@ -17,7 +18,7 @@
       "defines": ["NK_ISA=avx512"], "cflags_cc": ["-march=x86-64-v4", "-mtune=generic"] },
     {
       "target_name": "normkit",
-      "sources": ["native/addon.cpp", "native/dispatch.cpp"],
+      "sources": ["native/addon.cpp", "native/dispatch.cpp", "native/cpu/x86.cpp"],
       "cflags_cc": ["-march=x86-64"],
       "dependencies": ["kernels_baseline", "kernels_avx2", "kernels_avx512"],
       "ldflags": ["-fopenmp", "-Wl,--exclude-libs,ALL", "-Wl,-z,nodelete", "-Wl,-rpath,'$$ORIGIN'"]

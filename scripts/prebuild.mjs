@@ -1,49 +1,130 @@
-// Builds the prebuilt binary shipped in the npm package: prebuilds/<platform>-<arch>/normkit.node, stripped, with
-// the libgomp.so.1 it links beside it (found through its $ORIGIN runpath; shipping it is allowed by the GCC Runtime
-// Library Exception), then checks the glibc / GLIBCXX symbol-version floor a user's system must meet.
-// Builds into build-prebuild/ so a running test suite's build/ is never touched.   Usage: npm run prebuild
+// Builds the prebuilt binaries shipped in the npm package: prebuilds/<target>/ holds every *.node the build made,
+// stripped, with the libgomp.so.1 they link copied beside them (found through their $ORIGIN runpath; shipping it
+// is allowed by the GCC Runtime Library Exception), and abi.json saying how it was built and what it needs.
+//
+//   npm run prebuild                 release: every target of scripts/platforms.json (linux-x64, linux-arm64),
+//                                    built inside a Debian 11 (bullseye) root, .cache/bullseye-amd64/ (made by
+//                                    scripts/bullseye-root.sh on first use: minutes), with its glibc 2.31 and gcc 10
+//                                    (arm64: its aarch64 cross compiler and arm64 libc). FAILS when a shipped file
+//                                    needs a GLIBC_/GLIBCXX_/CXXABI_/GCC_ symbol version above the target's
+//                                    documented floor (scripts/platforms.json, README "Prebuilt binaries").
+//   npm run prebuild -- --dev [--target linux-x64|linux-arm64]
+//                                    the host's toolchain (fast, for tests; arm64 via g++-aarch64-linux-gnu),
+//                                    labelled "dev" in abi.json: its floor is the host's, so pack:release refuses it.
+// Builds in build-prebuild/ (dev) or inside the root, never in the build/ a running test suite loads.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sourceHash } from './source-hash.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { cwd: root, encoding: 'utf8', ...opts });
-const target = `${process.platform}-${process.arch}`;
-if (target !== 'linux-x64') {
-  console.error(`prebuild: only linux-x64 (glibc) is set up; this is ${target}. See README "Other platforms".`);
-  process.exit(1);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const platforms = JSON.parse(readFileSync(join(root, 'scripts/platforms.json'), 'utf8'));
+const args = process.argv.slice(2);
+const dev = args.includes('--dev');
+const targetAt = args.indexOf('--target');
+const targets = targetAt >= 0 ? [args[targetAt + 1]] : dev ? [`linux-${process.arch}`] : Object.keys(platforms);
+const buildRoot = join(root, '.cache/bullseye-amd64');
+const run = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { cwd: root, encoding: 'utf8', ...opts });
+const fail = (msg) => { console.error(`prebuild: ${msg}`); process.exit(1); };
+
+for (const t of targets) if (!platforms[t]) fail(`unknown target ${t} (scripts/platforms.json has ${Object.keys(platforms).join(', ')})`);
+if (process.platform !== 'linux' || process.arch !== 'x64') fail(`the prebuilds are made on linux-x64 (this is ${process.platform}-${process.arch})`);
+
+// Node-API headers: node's own (any version: NAPI_VERSION=9 picks the API) and node-addon-api's.
+const napiDir = createRequire(join(root, 'package.json'))('node-addon-api').include_dir;
+const nodeInclude = [join(dirname(process.execPath), '../include/node'), '/usr/include/node'].find((d) => existsSync(join(d, 'node_api.h')))
+  ?? fail('no node_api.h beside this node (include/node)');
+
+/** Runs a command in the release root (chroot), or on the host for --dev. */
+function inEnv(cmd, argv) {
+  if (dev) return run(cmd, argv);
+  return run('chroot', [buildRoot, '/usr/bin/env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root', 'LC_ALL=C', cmd, ...argv]);
 }
+/** A path as the build sees it, mapped to the host. */
+const onHost = (p) => (dev ? p : join(buildRoot, p));
 
-const out = join(root, 'prebuilds', target);
-rmSync(out, { recursive: true, force: true });
-mkdirSync(out, { recursive: true });
-run(process.execPath, [join(root, 'node_modules/cmake-js/bin/cmake-js'), 'rebuild', '--out', 'build-prebuild', '--log-level', 'warn'], { stdio: 'inherit' });
-const addon = join(out, 'normkit.node');
-copyFileSync(join(root, 'build-prebuild/Release/normkit.node'), addon);
-run('strip', ['--strip-unneeded', addon]);
-
-// The libgomp the addon was linked against, copied beside it.
-const gomp = realpathSync(run('g++', ['-print-file-name=libgomp.so.1']).trim());
-copyFileSync(gomp, join(out, 'libgomp.so.1'));
-run('strip', ['--strip-unneeded', join(out, 'libgomp.so.1')]);
-
-// Symbol-version floor: the newest GLIBC_x.y / GLIBCXX_x.y.z any shipped file needs.
-const floor = {};
-for (const file of ['normkit.node', 'libgomp.so.1']) {
-  const dump = run('objdump', ['-T', join(out, file)]);
-  for (const [, lib, version] of dump.matchAll(/\b(GLIBC|GLIBCXX|CXXABI|GCC)_([0-9.]+)\b/g)) {
-    const cmp = (a, b) => { const x = a.split('.').map(Number), y = b.split('.').map(Number);
-      for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
-      return 0; };
-    if (!floor[lib] || cmp(version, floor[lib]) > 0) floor[lib] = version;
+function configure() {
+  if (dev) return { src: root, headers: { napi: napiDir, node: nodeInclude }, build: (t) => join(root, 'build-prebuild', t) };
+  if (!existsSync(join(buildRoot, 'usr/bin/g++-10'))) {
+    console.error('prebuild: making the bullseye build root (once; cached in .cache/bullseye-amd64)');
+    run('bash', [join(root, 'scripts/bullseye-root.sh'), buildRoot], { stdio: 'inherit' });
   }
+  // The root has no node: copy in the sources and the two header directories.
+  rmSync(join(buildRoot, 'src'), { recursive: true, force: true });
+  for (const p of ['native', 'CMakeLists.txt', 'cmake']) cpSync(join(root, p), join(buildRoot, 'src', p), { recursive: true });
+  const headers = (from, to) => {
+    mkdirSync(join(buildRoot, to), { recursive: true });
+    for (const f of readdirSync(from).filter((n) => n.endsWith('.h'))) copyFileSync(join(from, f), join(buildRoot, to, f));
+  };
+  headers(napiDir, 'src/.headers/node-addon-api');
+  headers(nodeInclude, 'src/.headers/node');
+  return { src: '/src', headers: { napi: '/src/.headers/node-addon-api', node: '/src/.headers/node' }, build: (t) => `/build/${t}` };
 }
-const ldd = run('ldd', [addon]);
-if (!/libgomp\.so\.1 => .*prebuilds\/linux-x64\/libgomp\.so\.1/.test(ldd)) {
-  console.error(`prebuild: libgomp does not resolve beside the addon:\n${ldd}`);
-  process.exit(1);
+
+/** The highest version the file needs of each versioned library interface (readelf: any ELF machine). */
+function needs(file) {
+  const dump = run('readelf', ['-V', '--wide', file]);
+  const section = dump.slice(dump.indexOf("Version needs section '.gnu.version_r'"));
+  const found = {};
+  for (const [, lib, version] of section.matchAll(/Name: (GLIBC|GLIBCXX|CXXABI|GCC)_([0-9.]+)/g)) {
+    if (!found[lib] || cmpVersion(version, found[lib]) > 0) found[lib] = version;
+  }
+  return found;
 }
-writeFileSync(join(out, 'abi.json'), JSON.stringify({ target, node_api: 9, isa: 'x86-64 baseline + runtime AVX2/AVX-512 dispatch', floor }, null, 2) + '\n');
-rmSync(join(root, 'build-prebuild'), { recursive: true, force: true });
-console.log(`prebuilds/${target}: normkit.node + libgomp.so.1; needs ${Object.entries(floor).map(([k, v]) => `${k}_${v}`).join(', ')}`);
+function cmpVersion(a, b) {
+  const x = a.split('.').map(Number), y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+  return 0;
+}
+
+const env = configure();
+const hash = sourceHash();
+const toolchainNote = dev ? 'dev: host toolchain, not for release' : 'release: Debian 11 (bullseye), gcc 10, glibc 2.31';
+let failed = false;
+for (const target of targets) {
+  const p = platforms[target];
+  const build = env.build(target);
+  rmSync(onHost(build), { recursive: true, force: true });
+  inEnv('cmake', ['-S', env.src, '-B', build, '-DCMAKE_BUILD_TYPE=Release', '-Wno-dev', `-DCMAKE_JS_INC=${env.headers.node}`,
+    `-DNODE_ADDON_API_DIR=${env.headers.napi}`, ...(p.cmakeToolchain ? [`-DCMAKE_TOOLCHAIN_FILE=${env.src}/${p.cmakeToolchain}`] : [])]);
+  inEnv('cmake', ['--build', build, '--parallel', '2']);
+
+  const out = join(root, 'prebuilds', target);
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  // Every addon the build made (normkit.node, and any further addon target), plus the libgomp they link.
+  const addons = readdirSync(onHost(build)).filter((f) => f.endsWith('.node'));
+  if (!addons.includes('normkit.node')) fail(`${target}: the build made no normkit.node`);
+  const gomp = inEnv('readlink', ['-f', inEnv(p.compiler, ['-print-file-name=libgomp.so.1']).trim()]).trim();
+  for (const f of addons) copyFileSync(join(onHost(build), f), join(out, f));
+  copyFileSync(onHost(gomp), join(out, 'libgomp.so.1'));
+  const shipped = [...addons, 'libgomp.so.1'];
+  // The host's binutils strip (g++-aarch64-linux-gnu brings aarch64-linux-gnu-strip); it leaves the floor as is.
+  for (const f of shipped) run(p.compiler.replace(/g\+\+$/, 'strip'), ['--strip-unneeded', join(out, f)]);
+
+  // Each addon must be for this machine type, load libgomp from beside itself, and stay within the floor.
+  const need = {};
+  for (const f of shipped) {
+    const file = join(out, f);
+    const header = run('readelf', ['-h', file]);
+    if (!header.includes(p.readelfMachine)) fail(`${target}/${f} is not an ${p.readelfMachine} ELF file`);
+    if (f.endsWith('.node')) {
+      const dyn = run('readelf', ['-d', file]);
+      if (!/\(RUNPATH\).*\$ORIGIN/.test(dyn) || !/\(NEEDED\).*\[libgomp\.so\.1\]/.test(dyn)) fail(`${target}/${f}: no $ORIGIN runpath to libgomp.so.1:\n${dyn}`);
+    }
+    for (const [lib, v] of Object.entries(needs(file))) if (!need[lib] || cmpVersion(v, need[lib]) > 0) need[lib] = v;
+  }
+  const over = Object.entries(need).filter(([lib, v]) => !p.floor[lib] || cmpVersion(v, p.floor[lib]) > 0);
+  const needText = Object.entries(need).map(([k, v]) => `${k}_${v}`).join(', ');
+  if (over.length) {
+    const msg = `${target} needs ${over.map(([k, v]) => `${k}_${v}`).join(', ')}, above the documented floor ${JSON.stringify(p.floor)}`;
+    if (!dev) { console.error(`prebuild: FAILED: ${msg}`); failed = true; } else console.error(`prebuild: (dev build) ${msg}`);
+  }
+  writeFileSync(join(out, 'abi.json'), JSON.stringify({ target, build: toolchainNote, sources: hash, node_api: 9,
+    addons, needs: need, floor: p.floor }, null, 2) + '\n');
+  console.log(`prebuilds/${target} (${dev ? 'dev' : 'release'}): ${addons.join(', ')} + libgomp.so.1; needs ${needText}`);
+}
+if (dev) rmSync(join(root, 'build-prebuild'), { recursive: true, force: true });
+if (failed) process.exit(1);
