@@ -2,15 +2,16 @@
 // floor — 20, 22, 24) and under the official arm64 Node in qemu-aarch64: each replays every PyTorch fixture case
 // (BatchNorm and the family) and the bad-input checks through test/platform/run.ts. The prebuilt binaries must also
 // give the development build's results bit for bit where the arithmetic is the same: linux-x64 per ISA, and
-// linux-arm64 (NEON, fused multiply-add like AVX2) against the development build's AVX2 path.
+// linux-arm64 (NEON, fused multiply-add like AVX2) against the development build's AVX2 path. And linux-x64 once
+// more inside the bullseye build root (chroot: Debian 11's glibc 2.31 and libstdc++), an older userland than the host.
 // Needs the caches .ci/run fills (node scripts/fetch-node.mjs; qemu-user, libc6-arm64-cross); without them the
 // tests are skipped with the reason in their name, and NORMKIT_REQUIRE_PLATFORMS=1 (set by .ci/run) fails instead.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { currentPrebuilds, packInto } from './helpers/packed.js';
+import { currentPrebuilds, onPath, packInto } from './helpers/packed.js';
 
 const root = join(__dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'normkit-platforms-'));
@@ -20,7 +21,6 @@ const runner = join(root, 'dist/tools/test/platform/run.js');
 const fixtures = join(root, 'test/fixtures');
 const builds = JSON.parse(readFileSync(join(root, 'scripts/node-builds.json'), 'utf8')) as Record<'x64' | 'arm64', string[]>;
 const nodeBin = (arch: string, v: string) => join(root, '.cache/node', `linux-${arch}-v${v}`, 'bin/node');
-const onPath = (cmd: string) => (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, cmd)));
 // The arm64 libc: the bullseye root's (glibc 2.31, the floor's neighbourhood) when there, else Debian 12's cross one.
 const arm64Sysroot = [join(root, '.cache/bullseye-amd64/usr/aarch64-linux-gnu'), '/usr/aarch64-linux-gnu']
   .find((d) => existsSync(join(d, 'lib/ld-linux-aarch64.so.1')));
@@ -110,5 +110,36 @@ describe('linux-arm64 under qemu-aarch64 (the official arm64 Node)', () => {
   itIf(why, "gives the development build's AVX2 results bit for bit (both fuse multiply-adds, same summation order)", () => {
     expect(dev('avx2').simd, 'this CPU has no AVX2 to compare with').toBe('avx2');
     expect(armRun().digests).toEqual(dev('avx2').digests);
+  });
+});
+
+describe('linux-x64 on an older userland: the bullseye root (Debian 11, glibc 2.31, GCC 10 libstdc++)', () => {
+  const bullseye = join(root, '.cache/bullseye-amd64');
+  const v = builds.x64[0]!;  // 18.17.0: needs glibc 2.28
+  const why = !existsSync(join(bullseye, 'usr/bin/g++-10')) ? 'no bullseye root in .cache (npm run prebuild makes it)'
+    : process.getuid?.() !== 0 ? 'chroot needs root'
+    : !existsSync(nodeBin('x64', v)) ? `no Node ${v} in .cache/node (run node scripts/fetch-node.mjs)`
+    : null;
+  itIf(why, `Node ${v} there loads the installed package and passes every fixture case and bad-input check`, () => {
+    // The root sees only itself: copy in the installed package, the runner and the fixtures; link in node.
+    const name = `normkit-floor-${process.pid}`, inside = join(bullseye, 'tmp', name);
+    try {
+      cpSync(installed, join(inside, 'normkit'), { recursive: true });
+      cpSync(join(root, 'dist/tools/test'), join(inside, 'tools'), { recursive: true });
+      cpSync(fixtures, join(inside, 'fixtures'), { recursive: true });
+      linkSync(nodeBin('x64', v), join(inside, 'node'));
+      const at = `/tmp/${name}`;
+      const out = execFileSync('chroot', [bullseye, `${at}/node`, `${at}/tools/platform/run.js`, `${at}/normkit`, `${at}/fixtures`],
+        { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+      const r = parse(out);
+      expect(r).toMatchObject({ node: `v${v}`, arch: 'x64' });
+      expect(r.cases).toBeGreaterThanOrEqual(70);
+      expect(r.failures).toEqual([]);
+      const glibc = execFileSync('chroot', [bullseye, `${at}/node`, '-p', 'process.report.getReport().header.glibcVersionRuntime'],
+        { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }).trim();
+      expect(glibc).toBe('2.31');
+    } finally {
+      rmSync(inside, { recursive: true, force: true });
+    }
   });
 });

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 
 const root = join(__dirname, '..', '..');
 
-function commandExists(cmd: string): boolean {
+/** Whether an executable of this name is on PATH. */
+export function onPath(cmd: string): boolean {
   return (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, cmd)));
 }
 
@@ -40,7 +41,7 @@ export const sourceHash = (): string => execFileSync(process.execPath, [join(roo
 export function currentPrebuilds(): string[] {
   return withLock('prebuild', () => {
     const hash = sourceHash();
-    const wanted = ['linux-x64', ...(commandExists('aarch64-linux-gnu-g++') ? ['linux-arm64'] : [])];
+    const wanted = ['linux-x64', ...(onPath('aarch64-linux-gnu-g++') ? ['linux-arm64'] : [])];
     for (const target of wanted) {
       if (prebuildAbi(target)?.sources === hash) continue;
       execFileSync(process.execPath, [join(root, 'scripts/prebuild.mjs'), '--dev', '--target', target], { cwd: root, stdio: 'ignore' });
