@@ -8,7 +8,7 @@
 //     The from-source fallback ships as native/ + CMakeLists.txt (cmake-js), see README "Building from source".
 // The repository root itself is `private` (npm publish refuses it) and its `prepack` refuses to pack it.
 // The release tarball ships a current release prebuild for every target of scripts/platforms.json and nothing else.
-// Usage: npm run pack:release [-- --pack-destination DIR]   Prints the tarball's path. Needs `npm run prebuild`.
+// Usage: npm run pack:release [-- --pack-destination DIR]   Prints the tarball's path. Needs `npm run prebuilds`.
 //        node scripts/pack.mjs --dev [...]   for tests: also takes dev prebuilds, and leaves out stale ones.
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,10 +47,10 @@ for (const target of existsSync(join(root, 'prebuilds')) ? readdirSync(join(root
   const why = abi.sources !== hash ? 'built from other sources' : !dev && !String(abi.build).startsWith('release') ? 'a dev build' : null;
   if (!why) shipped.push(target);
   else if (dev) console.error(`pack: leaving out prebuilds/${target}: ${why}`);
-  else fail(`prebuilds/${target} is ${why}: run \`npm run prebuild\``);
+  else fail(`prebuilds/${target} is ${why}: run \`npm run prebuilds\``);
 }
-if (!dev) for (const t of platforms) if (!shipped.includes(t)) fail(`no prebuilds/${t}: run \`npm run prebuild\``);
-if (shipped.length === 0) fail('no current prebuild: run `npm run prebuild` (the tarball ships the binaries, it never builds)');
+if (!dev) for (const t of platforms) if (!shipped.includes(t)) fail(`no prebuilds/${t}: run \`npm run prebuilds\``);
+if (shipped.length === 0) fail('no current prebuild: run `npm run prebuilds` (the tarball ships the binaries, it never builds)');
 for (const f of manifest.files) if (!existsSync(join(root, f))) fail(`"files" lists ${f}, which does not exist (npm run build?)`);
 
 rmSync(join(root, 'build-pack'), { recursive: true, force: true });

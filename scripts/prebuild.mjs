@@ -2,16 +2,18 @@
 // stripped, with the libgomp.so.1 they link copied beside them (found through their $ORIGIN runpath; shipping it
 // is allowed by the GCC Runtime Library Exception), and abi.json saying how it was built and what it needs.
 //
-//   npm run prebuild                 release: every target of scripts/platforms.json (linux-x64, linux-arm64),
+//   npm run prebuilds                 release: every target of scripts/platforms.json (linux-x64, linux-arm64),
 //                                    built inside a Debian 11 (bullseye) root, .cache/bullseye-amd64/ (made by
 //                                    scripts/bullseye-root.sh on first use: minutes), with its glibc 2.31 and gcc 10
 //                                    (arm64: its aarch64 cross compiler and arm64 libc). FAILS when a shipped file
 //                                    needs a GLIBC_/GLIBCXX_/CXXABI_/GCC_ symbol version above the target's
 //                                    documented floor (scripts/platforms.json, README "Prebuilt binaries").
-//   npm run prebuild -- --dev [--target linux-x64|linux-arm64]
+//   npm run prebuilds -- --dev [--target linux-x64|linux-arm64]
 //                                    the host's toolchain (fast, for tests; arm64 via g++-aarch64-linux-gnu),
 //                                    labelled "dev" in abi.json: its floor is the host's, so pack:release refuses it.
 // Builds in build-prebuild/ (dev) or inside the root, never in the build/ a running test suite loads.
+// The npm script is "prebuilds", not "prebuild": npm runs a script named prebuild before every `npm run build`
+// (so before every `npm install` of the repository), which made each install build the prebuilds too.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -116,7 +116,7 @@ describe('linux-arm64 under qemu-aarch64 (the official arm64 Node)', () => {
 describe('linux-x64 on an older userland: the bullseye root (Debian 11, glibc 2.31, GCC 10 libstdc++)', () => {
   const bullseye = join(root, '.cache/bullseye-amd64');
   const v = builds.x64[0]!;  // 18.17.0: needs glibc 2.28
-  const why = !existsSync(join(bullseye, 'usr/bin/g++-10')) ? 'no bullseye root in .cache (npm run prebuild makes it)'
+  const why = !existsSync(join(bullseye, 'usr/bin/g++-10')) ? 'no bullseye root in .cache (npm run prebuilds makes it)'
     : process.getuid?.() !== 0 ? 'chroot needs root'
     : !existsSync(nodeBin('x64', v)) ? `no Node ${v} in .cache/node (run node scripts/fetch-node.mjs)`
     : null;

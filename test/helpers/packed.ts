@@ -1,5 +1,5 @@
 // The tarball users get, for the tests that install it (package.test.ts, platforms.test.ts). Prebuilt binaries
-// built from the current sources are used as they are (CI makes release ones first: npm run prebuild); a stale or
+// built from the current sources are used as they are (CI makes release ones first: npm run prebuilds); a stale or
 // missing one is rebuilt with the host toolchain (`prebuild --dev`: x64, and arm64 when g++-aarch64-linux-gnu is
 // installed), under a lock, since test files run in parallel. Then scripts/pack.mjs --dev packs it, as a release.
 import { execFileSync } from 'node:child_process';
