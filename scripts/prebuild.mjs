@@ -19,6 +19,7 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { needs, overFloor } from './floor.mjs';
 import { sourceHash } from './source-hash.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -65,22 +66,6 @@ function configure() {
   return { src: '/src', headers: { napi: '/src/.headers/node-addon-api', node: '/src/.headers/node' }, build: (t) => `/build/${t}` };
 }
 
-/** The highest version the file needs of each versioned library interface (readelf: any ELF machine). */
-function needs(file) {
-  const dump = run('readelf', ['-V', '--wide', file]);
-  const section = dump.slice(dump.indexOf("Version needs section '.gnu.version_r'"));
-  const found = {};
-  for (const [, lib, version] of section.matchAll(/Name: (GLIBC|GLIBCXX|CXXABI|GCC)_([0-9.]+)/g)) {
-    if (!found[lib] || cmpVersion(version, found[lib]) > 0) found[lib] = version;
-  }
-  return found;
-}
-function cmpVersion(a, b) {
-  const x = a.split('.').map(Number), y = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
-  return 0;
-}
-
 const env = configure();
 const hash = sourceHash();
 const toolchainNote = dev ? 'dev: host toolchain, not for release' : 'release: Debian 11 (bullseye), gcc 10, glibc 2.31';
@@ -106,8 +91,7 @@ for (const target of targets) {
   // The host's binutils strip (g++-aarch64-linux-gnu brings aarch64-linux-gnu-strip); it leaves the floor as is.
   for (const f of shipped) run(p.compiler.replace(/g\+\+$/, 'strip'), ['--strip-unneeded', join(out, f)]);
 
-  // Each addon must be for this machine type, load libgomp from beside itself, and stay within the floor.
-  const need = {};
+  // Each addon must be for this machine type and load libgomp from beside itself; all must stay within the floor.
   for (const f of shipped) {
     const file = join(out, f);
     const header = run('readelf', ['-h', file]);
@@ -119,13 +103,19 @@ for (const target of targets) {
       if (f === 'normkit.node' && !gompNeeded) fail(`${target}/${f} does not link libgomp.so.1 (built without OpenMP?)`);
       if (gompNeeded && !/\(RUNPATH\).*\$ORIGIN/.test(dyn)) fail(`${target}/${f}: no $ORIGIN runpath to find libgomp.so.1:\n${dyn}`);
     }
-    for (const [lib, v] of Object.entries(needs(file))) if (!need[lib] || cmpVersion(v, need[lib]) > 0) need[lib] = v;
   }
-  const over = Object.entries(need).filter(([lib, v]) => !p.floor[lib] || cmpVersion(v, p.floor[lib]) > 0);
+  const need = needs(shipped.map((f) => join(out, f)));
+  const over = overFloor(need, p.floor);
   const needText = Object.entries(need).map(([k, v]) => `${k}_${v}`).join(', ');
   if (over.length) {
-    const msg = `${target} needs ${over.map(([k, v]) => `${k}_${v}`).join(', ')}, above the documented floor ${JSON.stringify(p.floor)}`;
-    if (!dev) { console.error(`prebuild: FAILED: ${msg}`); failed = true; } else console.error(`prebuild: (dev build) ${msg}`);
+    const msg = `${target} needs ${over.join(', ')}, above the documented floor ${JSON.stringify(p.floor)}`;
+    if (dev) console.error(`prebuild: (dev build) ${msg}`);
+    else {  // nothing above the floor may stay where pack:release would take it
+      console.error(`prebuild: FAILED: ${msg}`);
+      rmSync(out, { recursive: true, force: true });
+      failed = true;
+      continue;
+    }
   }
   writeFileSync(join(out, 'abi.json'), JSON.stringify({ target, build: toolchainNote, sources: hash, node_api: 9,
     addons, needs: need, floor: p.floor }, null, 2) + '\n');
