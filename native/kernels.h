@@ -48,9 +48,15 @@ struct Kernels {
   KernelsOf<double> f64;
 };
 
-namespace baseline { const Kernels& kernels(); }
-namespace avx2 { const Kernels& kernels(); }
-namespace avx512 { const Kernels& kernels(); }
+// One build of isa/kernels.cpp per ISA; only those of the target architecture are compiled and linked.
+namespace baseline { const Kernels& kernels(); }  // x86-64
+namespace avx2 { const Kernels& kernels(); }      // x86-64-v3
+namespace avx512 { const Kernels& kernels(); }    // x86-64-v4
+namespace neon { const Kernels& kernels(); }      // AArch64 (armv8-a)
+
+constexpr int kMaxIsas = 4;
+// The builds this CPU and OS can run, baseline first, best last; returns how many (native/cpu/<arch>.cpp).
+int runnable_isas(const Kernels* out[kMaxIsas]);
 
 // The table for this CPU (or for NORMKIT_ISA when set and supported), picked once.
 const Kernels& kernels();

@@ -1,11 +1,18 @@
-// The kernel core, compiled once per ISA. CMakeLists.txt / binding.gyp build this file three times with
-// NK_ISA = baseline (-march=x86-64), avx2 (-march=x86-64-v3) or avx512 (-march=x86-64-v4).
+// The kernel core, compiled once per ISA. CMakeLists.txt / binding.gyp build this file three times on x86-64 with
+// NK_ISA = baseline (-march=x86-64), avx2 (-march=x86-64-v3) or avx512 (-march=x86-64-v4), and once on AArch64
+// with NK_ISA = neon (-march=armv8-a).
 //
 // core/*.h is included INSIDE namespace normkit::NK_ISA: an inline function or template left outside would be
 // emitted by all three objects and the linker would keep one of them, maybe the AVX-512 one on a CPU without it.
 // For the same reason the core uses no std:: templates (their out-of-line copies are shared the same way); the
 // standard headers it relies on are included here, before the namespace opens.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#else
+#error "normkit's kernels are written for x86-64 and AArch64"
+#endif
 
 #include <cmath>
 #include <cstdint>
