@@ -3,7 +3,8 @@
 module, strictly.
 
     python3 examples/fashion-mnist/load_in_pytorch.py CHECKPOINT [DATA_DIR]
-        prints the eval-mode test accuracy on DATA_DIR (default: /usr/share/datasets/fashion-mnist)
+        prints the eval-mode test accuracy on DATA_DIR (default: /usr/share/datasets/fashion-mnist when Debian's
+        dataset-fashion-mnist is installed, else the data/ folder next to this script, which holds the test set)
     python3 examples/fashion-mnist/load_in_pytorch.py CHECKPOINT --logits < images.f32 > logits.f32
         eval-mode logits of n x 784 float32 images (used by test/demo.test.ts)
     python3 examples/fashion-mnist/load_in_pytorch.py --describe > test/fixtures/fashion-mnist-state-dicts.json
@@ -147,6 +148,8 @@ def describe():
 
 
 def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
     if sys.argv[1] == '--describe':
         describe()
         return
@@ -156,7 +159,10 @@ def main():
             x = np.frombuffer(sys.stdin.buffer.read(), dtype=np.float32).reshape(-1, 784)
             sys.stdout.buffer.write(model(torch.from_numpy(x.copy())).numpy().astype(np.float32).tobytes())
             return
-        folder = sys.argv[2] if len(sys.argv) > 2 else '/usr/share/datasets/fashion-mnist'
+        system = '/usr/share/datasets/fashion-mnist'
+        shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+        has_test_set = os.path.exists(idx_path(system, 't10k-images-idx3-ubyte'))
+        folder = sys.argv[2] if len(sys.argv) > 2 else (system if has_test_set else shipped)
         images = read_idx(idx_path(folder, 't10k-images-idx3-ubyte'))
         labels = read_idx(idx_path(folder, 't10k-labels-idx1-ubyte'))
         x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255)

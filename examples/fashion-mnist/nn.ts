@@ -1,6 +1,6 @@
-// The parts of the network that are not normalization, in plain TypeScript: matrix products, a dense (fully
-// connected) layer with He initialization, ReLU, softmax cross-entropy and SGD. Everything is float32, row-major,
-// one sample per row, like the (N, C) tensors normkit's BatchNorm1d takes.
+// The parts of the networks that are not normalization or convolution (conv.ts), in plain TypeScript: matrix
+// products, a dense (fully connected) layer with He or Xavier initialization, ReLU, sigmoid, softmax cross-entropy
+// and SGD. Everything is float32, row-major, one sample per row, like the (N, C) tensors normkit's BatchNorm1d takes.
 import type { Rng } from './rng.js';
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -86,8 +86,8 @@ export function evaluate(model: Network, ds: Dataset, batchSize = 1000): number 
 /**
  * The learning rate of epoch `epoch` (1-based). Plain SGD at a high constant rate ends every epoch at a noisy
  * point (with batch norm, the running statistics also trail weights that move fast); a final epoch at a tenth of
- * the rate settles it. Measured on the shipped data (20000 images, seed 42): 0.847 test accuracy after 7 epochs
- * at lr 1.0, 0.871 after one more at 0.1.
+ * the rate settles it. The default MLP run on the shipped 12000 training images (seed 42): 0.8220 test accuracy
+ * after 7 epochs at lr 1.0, 0.8625 after one more at 0.1.
  */
 export function lrAt(epoch: number, options: Pick<TrainOptions, 'epochs' | 'lr' | 'decayEpochs'>): number {
   const decay = Math.min(options.decayEpochs, options.epochs - 1);
