@@ -5,7 +5,7 @@ export { Module, type LoadStateDictOptions, type ZeroGradOptions, type CallOptio
 export { Parameter } from './modules/parameter.js';
 export { type StateSlot } from './modules/state-dict.js';
 export { Sequential, ModuleDict } from './modules/container.js';
-export { NormBase, type NormBaseOptions } from './modules/norm-base.js';
+export { NormBase, type NormBaseOptions, type NonFiniteMode } from './modules/norm-base.js';
 export { BatchNormBase, BatchNorm1d, BatchNorm2d, BatchNorm3d, type BatchNormModuleOptions } from './modules/batch-norm.js';
 export { InstanceNormBase, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, type InstanceNormModuleOptions } from './modules/instance-norm.js';
 export { GroupNorm, type GroupNormModuleOptions } from './modules/group-norm.js';
@@ -18,3 +18,4 @@ export { setNumThreads, getNumThreads, buildInfo, type BuildInfo } from './runti
 export { SyncBatchNorm, type SyncBatchNormOptions } from './modules/sync-batch-norm.js';
 export { threadGroup, joinThreadGroup, type ThreadGroup, type ThreadGroupOptions } from './distributed/thread-group.js';
 export { reduceInRankOrder, type Communicator, type ReduceOp } from './distributed/communicator.js';
+export { foldBatchNorm, type FoldOptions, type FoldedWeights } from './modules/fold.js';

@@ -73,6 +73,13 @@ export function* positionGrads(v: View4, dy: FloatArray, x: FloatArray, mean: Fl
   return { dw, db };
 }
 
+/**
+ * Called with a training batch's statistics (mean and M2 per group, in float64) before the running statistics are
+ * updated from them: false skips the update (the layers' nonFinite option); it may also throw.
+ */
+export type StatsGuard = (mean: Float64Array, m2: Float64Array) => boolean;
+export const acceptAll: StatsGuard = () => true;
+
 export interface TrainStats { mean: Float64Array; m2: Float64Array; invstd: Float64Array }
 
 /**

@@ -84,8 +84,9 @@ export function* layerNormSteps(input: Tensor, normalizedShape: number | readonl
   return { y: { data: out, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
 }
 
+/** paramGrads false (frozen weight and bias): the per-position reductions are skipped (zeros). */
 export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape: number | readonly number[],
-  options: LayerNormBackwardOptions): Steps<LayerNormBackwardResult> {
+  options: LayerNormBackwardOptions, paramGrads = true): Steps<LayerNormBackwardResult> {
   const o = parseOptions<LayerNormBackwardOptions>('layerNormBackward', options, LN_BACKWARD_SPEC);
   const { x, view, D, weight, bias, out } = checkInput(xIn, normalizedShape, o.weight, o.bias, o.out);
   const dy = checkTensor(dyIn, 'dy');
@@ -99,7 +100,7 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
   // dxhat = dy * w: the kernel weights dy by the position params, so the group scale below is 1.
   const s = yield* gradSums(view, dy.data, x.data, mean, weight);
   yield* applyGrad(view, dy.data, x.data, out, mean, trainingCoefs(view.P, D, invstd, () => 1, s.sumDy, s.sumDyXmu), weight);
-  const p = weight || bias ? yield* positionGrads(view, dy.data, x.data, mean, invstd) : { dw: [], db: [] };
+  const p = paramGrads && (weight || bias) ? yield* positionGrads(view, dy.data, x.data, mean, invstd) : { dw: new Float64Array(D), db: new Float64Array(D) };
   return grads(p.dw, p.db);
 }
 
@@ -175,8 +176,9 @@ export function* rmsNormSteps(input: Tensor, normalizedShape: number | readonly 
   return { y: { data: out, shape: x.shape }, saveInvRms: invRms };
 }
 
+/** paramGrads false (frozen weight): the per-position reduction is skipped (zeros). */
 export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape: number | readonly number[],
-  options: RmsNormBackwardOptions): Steps<RmsNormBackwardResult> {
+  options: RmsNormBackwardOptions, paramGrads = true): Steps<RmsNormBackwardResult> {
   const o = parseOptions<RmsNormBackwardOptions>('rmsNormBackward', options, RMS_BACKWARD_SPEC);
   const { x, view, D, weight, out } = checkInput(xIn, normalizedShape, o.weight, null, o.out);
   const dy = checkTensor(dyIn, 'dy');
@@ -188,8 +190,8 @@ export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape
   const zeros = new Float64Array(view.P);
   const s = yield* gradSums(view, dy.data, x.data, zeros, weight);
   yield* applyGrad(view, dy.data, x.data, out, zeros, trainingCoefs(view.P, D, invRms, () => 1, zeros, s.sumDyXmu), weight);
-  const p = weight ? yield* positionGrads(view, dy.data, x.data, null, invRms) : null;
-  return { dx: { data: out, shape: x.shape }, dweight: p ? asDtype(x.data, p.dw) : null };
+  const p = weight && paramGrads ? yield* positionGrads(view, dy.data, x.data, null, invRms) : null;
+  return { dx: { data: out, shape: x.shape }, dweight: weight ? asDtype(x.data, p ? p.dw : new Float64Array(D)) : null };
 }
 
 /** torch.nn.functional.rms_norm: y = x / sqrt(mean(x²) + eps) * weight over the trailing normalizedShape dims. */

@@ -6,7 +6,7 @@ import type { Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, numel, type DType, type FloatArray, type Tensor } from '../tensor.js';
 import { Layer } from './layer.js';
-import { accumulateGrad, Parameter } from './module.js';
+import { accumulateGrad, Parameter, wantsGrad } from './module.js';
 
 /** Options of LayerNorm (PyTorch's defaults). */
 export interface LayerNormModuleOptions {
@@ -113,7 +113,8 @@ export class LayerNorm extends TrailingNorm {
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.layerNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.normalizedShape, {
-      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, out });
+      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, out },
+      wantsGrad(this.weight, this.bias));
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
     if (this.bias && r.dbias) accumulateGrad(this.bias, r.dbias);
     return r.dx;
@@ -155,7 +156,7 @@ export class RMSNorm extends TrailingNorm {
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.rmsNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.normalizedShape, {
-      weight: this.weight?.data ?? null, saveInvRms: saved.invRms, out });
+      weight: this.weight?.data ?? null, saveInvRms: saved.invRms, out }, wantsGrad(this.weight));
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
     return r.dx;
   }

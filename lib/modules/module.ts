@@ -14,7 +14,7 @@ import { convert, type DType, type FloatArray, type Tensor } from '../tensor.js'
 import { Parameter } from './parameter.js';
 import { collectState, planLoad, type KeyedSlot, type StateSlot } from './state-dict.js';
 
-export { Parameter, accumulateGrad } from './parameter.js';
+export { Parameter, accumulateGrad, wantsGrad } from './parameter.js';
 export type { StateSlot } from './state-dict.js';
 
 /** Options of `loadStateDict`. */
@@ -178,6 +178,7 @@ export class Module {
   /**
    * Clears the gradients of every parameter of the tree. As PyTorch 2, the default `setToNone: true` sets each
    * grad to null (the next backward allocates it); `{ setToNone: false }` fills existing grads with zeros instead.
+   * Frozen parameters (requiresGrad false) are cleared too, as PyTorch's zero_grad does.
    */
   zeroGrad(options?: ZeroGradOptions): void {
     const o = parseOptions<ZeroGradOptions>(`${this.layerName}.zeroGrad`, options, { setToNone: { default: true, check: checks.boolean } });
