@@ -19,3 +19,4 @@ export { SyncBatchNorm, type SyncBatchNormOptions } from './modules/sync-batch-n
 export { threadGroup, joinThreadGroup, type ThreadGroup, type ThreadGroupOptions } from './distributed/thread-group.js';
 export { reduceInRankOrder, type Communicator, type ReduceOp } from './distributed/communicator.js';
 export { foldBatchNorm, type FoldOptions, type FoldedWeights } from './modules/fold.js';
+export { recalibrate } from './modules/recalibrate.js';

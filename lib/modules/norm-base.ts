@@ -39,6 +39,11 @@ export interface NormBaseOptions {
 /** See NormBaseOptions.nonFinite. */
 export type NonFiniteMode = 'propagate' | 'skip' | 'throw';
 
+/** What recalibrate may do that nobody else can (not exported from the package): set momentum, check idleness. */
+export let recalibration: {
+  setMomentum(layer: NormBase, momentum: number | null): void;
+  assertIdle(layer: NormBase, what: string): void;
+};
 
 /** PyTorch's _NormBase: the state BatchNorm and InstanceNorm share. Not constructed directly. */
 export abstract class NormBase extends Layer {
@@ -51,7 +56,13 @@ export abstract class NormBase extends Layer {
     return this.#momentum;
   }
   #momentum: number | null;
-
+  static {
+    // recalibrate's way in: momentum stays readonly to everyone else.
+    recalibration = {
+      setMomentum: (layer, momentum) => { layer.#momentum = momentum; },
+      assertIdle: (layer, what) => layer.assertIdle(what),
+    };
+  }
   /** Whether weight and bias exist. */
   readonly affine: boolean;
   /** Whether running statistics are kept. */
