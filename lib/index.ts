@@ -1,7 +1,8 @@
 // normkit's public surface. Re-exports only.
 export { tensor, type Tensor, type TensorOptions, type FloatArray, type DType, type ArrayOf } from './tensor.js';
 export * as functional from './functional/index.js';
-export { Module, type LoadStateDictOptions, type ZeroGradOptions, type CallOptions } from './modules/module.js';
+export { Module, type LoadStateDictOptions, type ZeroGradOptions, type CallOptions, type ForwardOptions, type BackwardOptions } from './modules/module.js';
+export { type Activation } from './modules/activation.js';
 export { Parameter } from './modules/parameter.js';
 export { type StateSlot } from './modules/state-dict.js';
 export { Sequential, ModuleDict } from './modules/container.js';

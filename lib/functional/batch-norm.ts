@@ -152,6 +152,21 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions, accept
   return { y: { data: y, shape: x.shape }, count: n, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
+/**
+ * The pre-activation output of a batchNorm forward again, into z, from its input and saved statistics (training:
+ * batch statistics, eval: running ones) and parameters: (x − mean) · invstd · gamma + beta with the same
+ * coefficients the forward's kernel used, so the same bits. The fused activation's backward recomputes its mask
+ * from it instead of keeping one.
+ */
+export function* batchNormRenormalize(x: Tensor, z: FloatArray, channelsLast: boolean,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  const lay = layoutOf(x, 'batchNorm', channelsLast);
+  const gamma = saved.weight ? Float64Array.from(saved.weight) : null;
+  yield* normalize(lay.view, x.data, z, saved.mean, saved.invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)),
+    saved.bias ? Float64Array.from(saved.bias) : new Float64Array(lay.channels));
+}
+
 /** running = (1 - momentum) * running + momentum * batch, the variance unbiased (n / (n - 1)), as PyTorch. */
 function updateRunningStats(rm: FloatArray, rv: FloatArray, mean: Float64Array, m2: Float64Array, n: number, momentum: number): void {
   // Committed last by every caller: nothing throws after.

@@ -65,6 +65,24 @@ function expand(perGroup: ArrayLike<number>, N: number, C: number, G: number, f:
   return out;
 }
 
+/** y = (x − mean) · invstd · weight[c] + bias[c] with the group statistics: the forward's normalize pass. */
+function* applyGroupNorm(x: Tensor, y: FloatArray, G: number, channelsLast: boolean, mean: Float64Array, invstd: Float64Array,
+  weight: FloatArray | null, bias: FloatArray | null): Steps<void> {
+  const rank = x.shape.length, N = x.shape[0]!, C = x.shape[channelsLast ? rank - 1 : 1]!;
+  yield* normalize(groupNormViews(x.shape, G, channelsLast).channel, x.data, y, expand(mean, N, C, G, (v) => v),
+    expand(invstd, N, C, G, (v, c) => v * (weight ? weight[c]! : 1)), expand(mean, N, C, G, (_, c) => (bias ? bias[c]! : 0)));
+}
+
+/**
+ * The pre-activation output of a groupNorm forward again, into z, from its input, saved statistics and parameters
+ * (the fused activation's backward recomputes its mask from it): the very pass the forward ran, so the same bits.
+ */
+export function* groupNormRenormalize(x: Tensor, z: FloatArray, numGroups: number, channelsLast: boolean,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  yield* applyGroupNorm(x, z, numGroups, channelsLast, saved.mean, saved.invstd, saved.weight, saved.bias);
+}
+
 export function* groupNormSteps(input: Tensor, numGroups: number, options?: GroupNormOptions): Steps<GroupNormResult> {
   const o = parseOptions<GroupNormOptions>('groupNorm', options, SPEC);
   const x = checkTensor(input, 'input');
@@ -76,8 +94,7 @@ export function* groupNormSteps(input: Tensor, numGroups: number, options?: Grou
   if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(N * G), saveInvstd: new Float64Array(N * G) };
   const { mean, m2 } = yield* moments(views.stats, x.data);
   const invstd = invstdOf(m2, M, o.eps!);
-  yield* normalize(views.channel, x.data, y, expand(mean, N, C, G, (v) => v),
-    expand(invstd, N, C, G, (v, c) => v * (weight ? weight[c]! : 1)), expand(mean, N, C, G, (_, c) => (bias ? bias[c]! : 0)));
+  yield* applyGroupNorm(x, y, G, o.channelsLast!, mean, invstd, weight, bias);
   return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
 }
 

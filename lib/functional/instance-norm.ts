@@ -97,6 +97,19 @@ export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions,
   return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
+/**
+ * The pre-activation output of an instanceNorm forward again, into z (see batchNormRenormalize): per (sample,
+ * channel) group, (x − mean) · invstd · weight[c] + bias[c] with the forward's coefficients.
+ */
+export function* instanceNormRenormalize(x: Tensor, z: FloatArray,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  const { view, N, C } = layout(x);
+  const w = saved.weight, b = saved.bias, G = N * C;
+  yield* normalize(view, x.data, z, saved.mean, saved.invstd.map((v, g) => v * (w ? w[g % C]! : 1)),
+    new Float64Array(G).map((_, g) => (b ? b[g % C]! : 0)));
+}
+
 /** paramGrads false (frozen weight and bias): the eval pass that only dweight / dbias need is skipped (zeros). */
 export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: InstanceNormBackwardOptions, paramGrads = true): Steps<InstanceNormBackwardResult> {
   const o = parseOptions<InstanceNormBackwardOptions>('instanceNormBackward', options, BACKWARD_SPEC);

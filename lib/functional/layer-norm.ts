@@ -80,11 +80,22 @@ export function* layerNormSteps(input: Tensor, normalizedShape: number | readonl
   if (isEmpty(x)) return { y: { data: out, shape: x.shape }, saveMean: new Float64Array(view.P), saveInvstd: new Float64Array(view.P) };
   const { mean, m2 } = yield* moments(view, x.data);
   const invstd = invstdOf(m2, D, o.eps!);
-  yield* normalize(view, x.data, out, mean, invstd, new Float64Array(view.P), weight, bias);
+  yield* normalize(view, x.data, out, mean, invstd, new Float64Array(view.P), weight, bias);  // as layerNormRenormalize
   return { y: { data: out, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
 }
 
 /** paramGrads false (frozen weight and bias): the per-position reductions are skipped (zeros). */
+/**
+ * The pre-activation output of a layerNorm forward again, into z, from its input, saved statistics and parameters
+ * (the fused activation's backward recomputes its mask from it): the very pass the forward ran, so the same bits.
+ */
+export function* layerNormRenormalize(x: Tensor, z: FloatArray, D: number,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  const view = rowView(x.data.length, D);
+  yield* normalize(view, x.data, z, saved.mean, saved.invstd, new Float64Array(view.P), saved.weight, saved.bias);
+}
+
 export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape: number | readonly number[],
   options: LayerNormBackwardOptions, paramGrads = true): Steps<LayerNormBackwardResult> {
   const o = parseOptions<LayerNormBackwardOptions>('layerNormBackward', options, LN_BACKWARD_SPEC);

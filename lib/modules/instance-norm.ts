@@ -5,12 +5,13 @@ import * as F from '../functional/instance-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
 import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
+import { checkActivation } from './activation.js';
 import { accumulateGrad, wantsGrad } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
 /**
  * Options of InstanceNorm1d/2d/3d: eps 1e-5, momentum 0.1 (a number), affine FALSE, trackRunningStats FALSE,
- * dtype 'float32' (PyTorch's defaults), nonFinite 'propagate'.
+ * dtype 'float32' (PyTorch's defaults), nonFinite 'propagate', activation null.
  */
 export type InstanceNormModuleOptions = Omit<NormBaseOptions, 'channelsLast' | 'momentum'> & {
   /** Weight of the new batch in the running statistics (with trackRunningStats). Default 0.1. */
@@ -24,6 +25,7 @@ const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
   trackRunningStats: { default: false, check: checks.boolean },
   dtype: { default: 'float32', check: checks.dtype },
   nonFinite: { default: 'propagate', check: checks.nonFinite },
+  activation: { default: null, check: checkActivation },
 }) as OptionSpec<NormBaseOptions>;
 
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; useInputStats: boolean }
@@ -40,7 +42,7 @@ export abstract class InstanceNormBase extends NormBase {
   /**
    * @param numFeatures C, the channels of the input
    * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false), dtype ('float32'),
-   *   nonFinite ('propagate')
+   *   nonFinite ('propagate'), activation (null)
    */
   constructor(numFeatures: number, options?: InstanceNormModuleOptions) {
     super(numFeatures, options, DEFAULTS, new.target.name);
@@ -69,6 +71,11 @@ export abstract class InstanceNormBase extends NormBase {
     if (guard.skipped()) this.skippedBatches++;
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, useInputStats };
     return { data: r.y.data, shape: given.shape };
+  }
+
+  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
+    const s = this.saved!;  // the activated backward checked that a forward ran
+    yield* F.instanceNormRenormalize(s.x, z, { mean: s.mean, invstd: s.invstd, weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {

@@ -5,6 +5,7 @@ import * as F from '../functional/layer-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, numel, type DType, type FloatArray, type Tensor } from '../tensor.js';
+import { checkActivation, type Activation } from './activation.js';
 import { Layer } from './layer.js';
 import { accumulateGrad, Parameter, wantsGrad } from './module.js';
 
@@ -18,6 +19,12 @@ export interface LayerNormModuleOptions {
   bias?: boolean;
   /** The dtype of the parameters and of the inputs accepted. Default 'float32'. */
   dtype?: DType;
+  /**
+   * 'relu': y = relu(norm(x)) in the same call, and forward(x, { residual }) gives relu(norm(x) + residual)
+   * (ResNet's BN → add → ReLU); backward includes the ReLU's gradient, its mask recomputed from the saved input and
+   * statistics (no mask kept). Default null: no activation (PyTorch's layer).
+   */
+  activation?: Activation;
 }
 /** Options of RMSNorm (PyTorch's defaults). */
 export interface RMSNormModuleOptions {
@@ -34,6 +41,7 @@ const LN_DEFAULTS: OptionSpec<LayerNormModuleOptions> = Object.freeze({
   elementwiseAffine: { default: true, check: checks.boolean },
   bias: { default: true, check: checks.boolean },
   dtype: { default: 'float32', check: checks.dtype },
+  activation: { default: null, check: checkActivation },
 });
 const RMS_DEFAULTS: OptionSpec<RMSNormModuleOptions> = Object.freeze({
   eps: { default: null, check: (v, n) => { if (v !== null) checks.nonNegative(v, n); } },
@@ -88,12 +96,12 @@ export class LayerNorm extends TrailingNorm {
 
   /**
    * @param normalizedShape the trailing dims to normalize over: a positive integer or a non-empty array of them
-   * @param options eps (1e-5), elementwiseAffine (true), bias (true), dtype ('float32')
+   * @param options eps (1e-5), elementwiseAffine (true), bias (true), dtype ('float32'), activation (null)
    */
   constructor(normalizedShape: number | readonly number[], options?: LayerNormModuleOptions) {
     const o = parseOptions<LayerNormModuleOptions>('LayerNorm', options, LN_DEFAULTS);
     super(normalizedShape, o.dtype!);
-    this.eps = o.eps!; this.elementwiseAffine = o.elementwiseAffine!;
+    this.eps = o.eps!; this.elementwiseAffine = o.elementwiseAffine!; this.setActivation(o.activation ?? null);
     if (this.elementwiseAffine) {
       this.weight = this.newParam(1);
       if (o.bias) this.bias = this.newParam(0);
@@ -106,6 +114,12 @@ export class LayerNorm extends TrailingNorm {
     const r = yield* F.layerNormSteps(x, this.normalizedShape, { weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, eps: this.eps, out });
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd };
     return r.y;
+  }
+
+  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
+    const s = this.saved!;  // the activated backward checked that a forward ran
+    yield* F.layerNormRenormalize(s.x, z, numel(this.normalizedShape), { mean: s.mean, invstd: s.invstd,
+      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {

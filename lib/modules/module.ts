@@ -37,6 +37,25 @@ export interface CallOptions<A extends FloatArray = FloatArray> {
   out?: A;
 }
 
+/** Options of a built-in layer's forward: `out`, and `residual` for a layer built with `activation: 'relu'`. */
+export interface ForwardOptions<A extends FloatArray = FloatArray> extends CallOptions<A> {
+  /**
+   * Added before the activation: y = relu(norm(x) + residual), in the same pass (ResNet's BN → add → ReLU). Of x's
+   * shape and dtype, not sharing memory with `out`; kept by reference for backward (do not mutate it before then).
+   * Only with `activation: 'relu'`.
+   */
+  residual?: Tensor<A>;
+}
+
+/** Options of a built-in layer's backward: `out`, and `residualOut` after a residual forward. */
+export interface BackwardOptions<A extends FloatArray = FloatArray> extends CallOptions<A> {
+  /**
+   * After a forward with `residual`: write the residual's gradient (dy masked by the ReLU) into this array (of dy's
+   * dtype and length) instead of a new one. It is also `layer.residualGrad` afterwards.
+   */
+  residualOut?: A;
+}
+
 /**
  * The base class of every layer and container, as torch.nn.Module. Subclass it for your own layers:
  * ```ts

@@ -4,6 +4,7 @@ import { describe, formatShape } from '../errors.js';
 import { checkPositiveInt, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, type DType, type FloatArray, type Tensor } from '../tensor.js';
 import type { StatsGuard } from '../functional/core.js';
+import type { Activation } from './activation.js';
 import { convertBuffer, Layer } from './layer.js';
 import { Parameter, type StateSlot } from './module.js';
 
@@ -34,6 +35,12 @@ export interface NormBaseOptions {
    * the first non-finite channel, and no state changes. Only the C statistics are looked at, never the tensor.
    */
   nonFinite?: NonFiniteMode;
+  /**
+   * 'relu': y = relu(norm(x)) in the same call, and forward(x, { residual }) gives relu(norm(x) + residual)
+   * (ResNet's BN → add → ReLU); backward includes the ReLU's gradient, its mask recomputed from the saved input and
+   * statistics (no mask kept). Default null: no activation (PyTorch's layer).
+   */
+  activation?: Activation;
 }
 
 /** See NormBaseOptions.nonFinite. */
@@ -91,6 +98,7 @@ export abstract class NormBase extends Layer {
     this.eps = o.eps!; this.#momentum = o.momentum!; this.affine = o.affine!;
     this.trackRunningStats = o.trackRunningStats!; this.channelsLast = o.channelsLast ?? false; this.setDtype(o.dtype!);
     this.nonFinite = o.nonFinite ?? 'propagate';
+    this.setActivation(o.activation ?? null);
     const C = this.numFeatures;
     this.weight = this.affine ? new Parameter(allocate(this.dtype, C).fill(1)) : null;
     this.bias = this.affine ? new Parameter(allocate(this.dtype, C)) : null;

@@ -51,7 +51,7 @@ export class SyncBatchNorm extends BatchNormBase {
     checkCommunicator(comm, 'SyncBatchNorm.fromBatchNorm comm');
     const s = new SyncBatchNorm(bn.numFeatures, {
       eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats,
-      channelsLast: bn.channelsLast, dtype: bn.dtype, nonFinite: bn.nonFinite, comm,
+      channelsLast: bn.channelsLast, dtype: bn.dtype, nonFinite: bn.nonFinite, activation: bn.activation, comm,
     });
     s.loadStateDict(bn.stateDict());
     if (s.weight && bn.weight?.grad) s.weight.grad = bn.weight.grad.slice();
