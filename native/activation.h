@@ -31,12 +31,20 @@ void add_relu(T* y, const T* r, int64_t n, int threads) noexcept {
 template <typename T>
 void relu_mask(T* z, const T* r, const T* dy, int64_t n, int threads) noexcept {
   const int nt = n < kActivationMinParallel ? 1 : threads;
+  // dy is loaded unconditionally so that the select is branch-free (a conditional load stays a branch, and a
+  // branch on the sign of normalized data mispredicts half the time: 4x slower measured).
   if (r) {
 #pragma omp parallel for simd schedule(static) num_threads(nt)
-    for (int64_t i = 0; i < n; ++i) z[i] = z[i] + r[i] > T(0) ? dy[i] : T(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = dy[i], v = z[i] + r[i];
+      z[i] = v > T(0) ? d : T(0);
+    }
   } else {
 #pragma omp parallel for simd schedule(static) num_threads(nt)
-    for (int64_t i = 0; i < n; ++i) z[i] = z[i] > T(0) ? dy[i] : T(0);
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = dy[i], v = z[i];
+      z[i] = v > T(0) ? d : T(0);
+    }
   }
 }
 
