@@ -1,6 +1,10 @@
 # From-source fallback for node-gyp (`npm run build:gyp`). The same sources and flags as CMakeLists.txt:
-# native/isa/kernels.cpp built once per ISA (a static library each), linked into one normkit.node.
+# native/isa/kernels.cpp built once per ISA (a static library each), linked into one normkit.node; and, where
+# Open MPI's compiler wrapper mpicc is on PATH (libopenmpi-dev), normkit_mpi.node (native/mpi/CMakeLists.txt).
 {
+  "variables": {
+    "normkit_mpi%": "<!(node -p \"require('child_process').spawnSync('mpicc', ['--showme:version']).status === 0 ? 1 : 0\")"
+  },
   "target_defaults": {
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
@@ -22,5 +26,19 @@
       "dependencies": ["kernels_baseline", "kernels_avx2", "kernels_avx512"],
       "ldflags": ["-fopenmp", "-Wl,--exclude-libs,ALL", "-Wl,-z,nodelete", "-Wl,-rpath,'$$ORIGIN'"]
     }
+  ],
+  "conditions": [
+    ["normkit_mpi==1", {
+      "targets": [{
+        "target_name": "normkit_mpi",
+        "sources": ["native/mpi/addon.cpp", "native/mpi/collectives.cpp", "native/mpi/mpi_thread.cpp"],
+        "cflags!": ["-fopenmp"],
+        "cflags_cc!": ["-fopenmp"],
+        "cflags_cc": ["-march=x86-64", "<!@(mpicc --showme:compile)"],
+        "defines": ["OMPI_SKIP_MPICXX", "MPICH_SKIP_MPICXX"],
+        "ldflags": ["-Wl,--exclude-libs,ALL", "-Wl,--as-needed"],
+        "libraries": ["<!@(mpicc --showme:link)"]
+      }]
+    }]
   ]
 }

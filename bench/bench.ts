@@ -5,6 +5,7 @@
 //     [--no-fused] [--fused-only]
 // The SyncBatchNorm rows (2 worker ranks) come last: bench/sync.ts.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -210,6 +211,8 @@ async function main() {
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows, fused, sync }, null, 2));
   console.log(`JSON: ${file}`);
+  console.log('');
+  spawnSync(process.execPath, [join(__dirname, 'mpi-allreduce.js')], { stdio: 'inherit' });
 }
 
 main().catch((e: unknown) => { console.error(e); process.exit(1); });

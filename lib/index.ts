@@ -19,5 +19,6 @@ export { setNumThreads, getNumThreads, buildInfo, type BuildInfo } from './runti
 export { SyncBatchNorm, type SyncBatchNormOptions } from './modules/sync-batch-norm.js';
 export { threadGroup, joinThreadGroup, type ThreadGroup, type ThreadGroupOptions } from './distributed/thread-group.js';
 export { reduceInRankOrder, type Communicator, type ReduceOp } from './distributed/communicator.js';
+export { mpiWorld, type MpiCommunicator } from './distributed/mpi.js';
 export { foldBatchNorm, type FoldOptions, type FoldedWeights } from './modules/fold.js';
 export { recalibrate } from './modules/recalibrate.js';

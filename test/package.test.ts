@@ -141,6 +141,8 @@ describe('the packed tarball', () => {
     const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean);
     expect(files).toContain('package/prebuilds/linux-x64/normkit.node');
     expect(files).toContain('package/prebuilds/linux-x64/libgomp.so.1');
+    // The MPI addon ships wherever it could be built (MPI's headers present, as in CI).
+    if (existsSync(join(root, 'build/Release/normkit_mpi.node'))) expect(files).toContain('package/prebuilds/linux-x64/normkit_mpi.node');
     expect(files).toContain('package/dist/cjs/index.js');
     expect(files).toContain('package/dist/esm/index.mjs');
     expect(files).toContain('package/docs/API.md');                 // the contract the README links to
