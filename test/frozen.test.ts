@@ -1,6 +1,7 @@
 // Parameter.requiresGrad = false (PyTorch's requires_grad): backward leaves the frozen grad exactly as it was
 // (null stays null) while dx and the other parameter's grad match a float64 reference written from the formulas.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { native } from '../lib/binding.js';
 import { BatchNorm2d, GroupNorm, InstanceNorm1d, LayerNorm, Parameter, RMSNorm, Sequential, tensor } from '../lib/index.js';
 import { expectClose, randn } from './helpers/compare.js';
 import { byRow, refBackward, refNormBackward } from './helpers/reference.js';
@@ -48,6 +49,27 @@ describe('Parameter.requiresGrad', () => {
     expectClose(dx.data, want, tol, 'dx');
     expect(bn.weight!.grad).toBeNull();
     expect(Array.from(bn.bias!.grad!)).toEqual(Array.from(before));
+  });
+
+  it('skips the reductions only the frozen parameters needed (eval BatchNorm, LayerNorm positions)', () => {
+    const nb = native(), reduce = vi.spyOn(nb, 'backwardReduce'), positions = vi.spyOn(nb, 'paramGrad');
+    try {
+      const x = tensor(f64(24, 7), [2, 3, 4]), dy = tensor(f64(24, 8), [2, 3, 4]);
+      const bn = new BatchNorm2d(3, { dtype: 'float64' }).eval(), x4 = tensor(x.data, [2, 3, 4, 1]), dy4 = tensor(dy.data, [2, 3, 4, 1]);
+      bn.forward(x4); bn.backward(dy4);
+      expect(reduce).toHaveBeenCalledTimes(1);
+      bn.weight!.requiresGrad = false; bn.bias!.requiresGrad = false;
+      bn.backward(dy4);
+      expect(reduce).toHaveBeenCalledTimes(1);
+      const ln = new LayerNorm(4, { dtype: 'float64' });
+      ln.forward(x); ln.backward(dy);
+      expect(positions).toHaveBeenCalledTimes(1);
+      ln.weight!.requiresGrad = false; ln.bias!.requiresGrad = false;
+      ln.backward(dy);
+      expect(positions).toHaveBeenCalledTimes(1);
+    } finally {
+      reduce.mockRestore(); positions.mockRestore();
+    }
   });
 
   it('zeroGrad clears frozen grads too, as PyTorch zero_grad', () => {
