@@ -70,6 +70,22 @@ describe('bad input for residual and residualOut: clear errors, no state change'
   });
 });
 
+describe('backward without residual runs in place in dx', () => {
+  it('gives the same bits with and without out, for each layer kind; out may not be dy', async () => {
+    const makers = [() => new BatchNorm2d(3, { activation: 'relu' }), () => new GroupNorm(3, 3, { activation: 'relu' }),
+      () => new LayerNorm([2, 2], { activation: 'relu' }), () => new InstanceNorm1d(3, { activation: 'relu', affine: true })];
+    for (const make of makers) {
+      const a = make(), b = make(), shaped = (t: typeof x) => (a instanceof InstanceNorm1d ? tensor(t.data, [2, 3, 4]) : t);
+      a.forward(shaped(x)); b.forward(shaped(x));
+      const dx = a.backward(shaped(dy)), out = new Float32Array(24);
+      expect((await b.backwardAsync(shaped(dy), { out })).data).toBe(out);
+      expectBitIdentical(out, dx.data as Float32Array, a.constructor.name);
+      expect(b.residualGrad).toBeNull();
+      expect(() => b.backward(shaped(dy), { out: dy.data })).toThrow(/out must not share memory with dy/);
+    }
+  });
+});
+
 describe('SyncBatchNorm with activation', () => {
   it('two ranks equal BatchNorm + residual + relu on the whole batch', async () => {
     const g = threadGroup(2, { timeoutMs: 30_000 });

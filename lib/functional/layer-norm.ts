@@ -110,8 +110,10 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
   if (isEmpty(x)) return grads(new Float64Array(D), new Float64Array(D));
   // dxhat = dy * w: the kernel weights dy by the position params, so the group scale below is 1.
   const s = yield* gradSums(view, dy.data, x.data, mean, weight);
-  yield* applyGrad(view, dy.data, x.data, out, mean, trainingCoefs(view.P, D, invstd, () => 1, s.sumDy, s.sumDyXmu), weight);
+  // The position sums before dx: every read of dy precedes the write of dx, so out may be dy's own memory (the fused
+  // activation's backward runs in place on the masked gradient).
   const p = paramGrads && (weight || bias) ? yield* positionGrads(view, dy.data, x.data, mean, invstd) : { dw: new Float64Array(D), db: new Float64Array(D) };
+  yield* applyGrad(view, dy.data, x.data, out, mean, trainingCoefs(view.P, D, invstd, () => 1, s.sumDy, s.sumDyXmu), weight);
   return grads(p.dw, p.db);
 }
 

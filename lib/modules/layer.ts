@@ -114,13 +114,17 @@ export abstract class Layer extends Module {
       if (a && a.length !== n) throw new RangeError(`${owner}: expected ${name} to be a ${this.dtype} array of length ${n} but got ${describe(a)}`);
     }
     if (o.residualOut && !saved.residual) throw new TypeError(`${owner}: residualOut needs a forward with a residual (the last one had none)`);
-    const dz = o.residualOut ?? allocate(this.dtype, n);
     for (const t of [dy.data, o.out, saved.residual?.data]) {
       if (t && o.residualOut && t.buffer === o.residualOut.buffer) throw new RangeError(`${owner}: residualOut must not share memory with dy, out or the residual`);
     }
+    if (o.out && o.out.buffer === dy.data.buffer) throw new RangeError(`${owner}: out must not share memory with dy (with an activation, dy is read after out is written)`);
+    // dz, the masked gradient: the residual's gradient when there was a residual; otherwise dx's own array, and the
+    // layer's backward runs in place on it (every backward reads an element of dy before writing it in dx), so no
+    // tensor-sized buffer is allocated beyond dx.
+    const dz = o.residualOut ?? (saved.residual || !o.out ? allocate(this.dtype, n) : o.out);
     yield* this.renormalizeSteps(dz);
     yield* reluMask(dz, saved.residual?.data ?? null, dy.data);
-    const dx = yield* this.backwardSteps({ data: dz, shape: dy.shape }, o.out);
+    const dx = yield* this.backwardSteps({ data: dz, shape: dy.shape }, saved.residual ? o.out : dz);
     this.lastResidualGrad = saved.residual ? { data: dz, shape: dy.shape } : null;
     return dx;
   }
