@@ -72,12 +72,15 @@ describe('Parameter.requiresGrad', () => {
     }
   });
 
-  it('zeroGrad clears frozen grads too, as PyTorch zero_grad', () => {
+  it('zeroGrad clears frozen grads too, as PyTorch zero_grad; to(dtype) and loadStateDict keep the flag', () => {
     const bn = new BatchNorm2d(2);
     bn.weight!.requiresGrad = false;
     bn.weight!.grad = new Float32Array([1, 2]);
     bn.zeroGrad();
     expect(bn.weight!.grad).toBeNull();
+    bn.to('float64').loadStateDict(new BatchNorm2d(2, { dtype: 'float64' }).stateDict());
+    expect(bn.weight!.requiresGrad).toBe(false);
+    expect(bn.bias!.requiresGrad).toBe(true);
   });
 
   it('LayerNorm, RMSNorm, GroupNorm, InstanceNorm: frozen grads untouched, dx the reference', () => {
