@@ -1,6 +1,7 @@
 # From-source fallback for node-gyp (`npm run build:gyp`). The same sources and flags as CMakeLists.txt:
-# native/isa/kernels.cpp built once per ISA (a static library each), linked into one normkit.node; and, where
-# Open MPI's compiler wrapper mpicc is on PATH (libopenmpi-dev), normkit_mpi.node (native/mpi/CMakeLists.txt).
+# native/isa/kernels.cpp built once per ISA (a static library each), linked into one normkit.node (x86-64 only: on
+# AArch64 build with cmake-js, whose CMakeLists.txt has the NEON build); and, where Open MPI's compiler wrapper
+# mpicc is on PATH (libopenmpi-dev), normkit_mpi.node (native/mpi/CMakeLists.txt).
 {
   "variables": {
     "normkit_mpi%": "<!(node -p \"require('child_process').spawnSync('mpicc', ['--showme:version']).status === 0 ? 1 : 0\")"
@@ -21,7 +22,7 @@
       "defines": ["NK_ISA=avx512"], "cflags_cc": ["-march=x86-64-v4", "-mtune=generic"] },
     {
       "target_name": "normkit",
-      "sources": ["native/addon.cpp", "native/dispatch.cpp"],
+      "sources": ["native/addon.cpp", "native/dispatch.cpp", "native/cpu/x86.cpp"],
       "cflags_cc": ["-march=x86-64"],
       "dependencies": ["kernels_baseline", "kernels_avx2", "kernels_avx512"],
       "ldflags": ["-fopenmp", "-Wl,--exclude-libs,ALL", "-Wl,-z,nodelete", "-Wl,-rpath,'$$ORIGIN'"]

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { buildInfo, functional as F, setNumThreads, type FloatArray } from 'normkit';
+import { familyOps } from './family.js';
 import { jsBackward, jsEval, jsForwardTrain, layoutOf } from './peers/js-loop.js';
 import { onednnAvailable, runOnednn, type OnednnCase, type OnednnTimes } from './peers/onednn.js';
 import { onnxEval } from './peers/onnx.js';
@@ -67,12 +68,17 @@ async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', native: N
   const x = random(Ctor, n, 1), dy = random(Ctor, n, 2), y = new Ctor(n), dx = new Ctor(n), dst = new Ctor(n);
   const tensor = { data: x, shape: s.shape }, dyT = { data: dy, shape: s.shape };
   const rm = new Ctor(C), rv = new Ctor(C).fill(1), weight = new Ctor(C).fill(1), bias = new Ctor(C);
-  const saved = F.batchNorm(tensor, { training: true, weight, bias, channelsLast: s.channelsLast });
-  const ops: Record<Op, () => unknown> = {
-    fwd: () => F.batchNorm(tensor, { training: true, runningMean: rm, runningVar: rv, weight, bias, channelsLast: s.channelsLast, out: y }),
-    eval: () => F.batchNorm(tensor, { training: false, runningMean: rm, runningVar: rv, weight, bias, channelsLast: s.channelsLast, out: y }),
-    bwd: () => F.batchNormBackward(dyT, tensor, { weight, saveMean: saved.saveMean, saveInvstd: saved.saveInvstd, channelsLast: s.channelsLast, out: dx }),
+  const batchNormOps = (): Record<Op, () => unknown> => {
+    const saved = F.batchNorm(tensor, { training: true, weight, bias, channelsLast: s.channelsLast });
+    return {
+      fwd: () => F.batchNorm(tensor, { training: true, runningMean: rm, runningVar: rv, weight, bias, channelsLast: s.channelsLast, out: y }),
+      eval: () => F.batchNorm(tensor, { training: false, runningMean: rm, runningVar: rv, weight, bias, channelsLast: s.channelsLast, out: y }),
+      bwd: () => F.batchNormBackward(dyT, tensor, { weight, saveMean: saved.saveMean, saveInvstd: saved.saveInvstd, channelsLast: s.channelsLast, out: dx }),
+    };
   };
+  // The family rows have no eval op and no peers (the peers below run batch norm).
+  if (s.family && phase === 'peers') return;
+  const ops: Partial<Record<Op, () => unknown>> = s.family ? familyOps(s, x, dy, y, dx) : batchNormOps();
 
   if (phase === 'normkit') {
     for (const threads of threadCounts) {
@@ -82,7 +88,9 @@ async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', native: N
       const copy1 = () => nativeBinding.copy(x, dst, 1);
       const copy1Ms = median(Array.from({ length: s.tiny ? 200 : 5 }, () => timeOnce(copy1)));
       for (const op of OPS) {
-        const p = paired(ops[op], copy, ntCopy, s.tiny ? TINY_REPS : REPS);
+        const f = ops[op];
+        if (!f) continue;
+        const p = paired(f, copy, ntCopy, s.tiny ? TINY_REPS : REPS);
         const t = native.get(`${s.name}|${dtype}|${threads}`) ?? {};
         rows.push({ shape: s.name, dtype, threads, op, normkitMs: p.ms, copyMs: p.copyMs, ratio: p.ratio, ntCopyMs: p.ntCopyMs, ntRatio: p.ntRatio, copy1Ms,
           peers: Object.fromEntries(Object.entries(t).map(([peer, times]) => [peer, times[op]])) });
@@ -168,7 +176,7 @@ async function main() {
   let torchVersion: string | null = null;
   if (!torchMissing) {
     const cases: TorchCase[] = [];
-    for (const s of shapes) for (const dtype of ['float32', 'float64']) for (const threads of threadCounts) {
+    for (const s of shapes.filter((x) => !x.family)) for (const dtype of ['float32', 'float64']) for (const threads of threadCounts) {
       cases.push({ key: `${s.name}|${dtype}|${threads}`, shape: s.shape, channelsLast: s.channelsLast, dtype, threads, reps: s.tiny ? 200 : quick ? 3 : 5 });
     }
     try {
@@ -181,7 +189,7 @@ async function main() {
   const dnnlMissing = flag('--no-peers') ? 'skipped (--no-peers)' : onednnAvailable();
   if (!dnnlMissing) {
     const cases: OnednnCase[] = [];
-    for (const s of shapes) for (const threads of threadCounts) {
+    for (const s of shapes.filter((x) => !x.family)) for (const threads of threadCounts) {
       cases.push({ key: `${s.name}|float32|${threads}`, shape: s.shape, channelsLast: s.channelsLast, threads, reps: s.tiny ? 2000 : quick ? 3 : 7 });
     }
     try {

@@ -23,7 +23,8 @@ for (const row of r.rows) groups.set(key(row), [...(groups.get(key(row)) ?? []),
 for (const rows of groups.values()) {
   const [first] = rows, tiny = first!.shape.includes('tiny');
   const cell = (op: string) => {
-    const row = rows.find((x) => x.op === op)!;
+    const row = rows.find((x) => x.op === op);
+    if (!row) return '–';  // the family rows have no eval
     return tiny ? ms(row.normkitMs, true) : `${ms(row.normkitMs, false)} (${row.ratio.toFixed(2)}× copy)`;
   };
   const dtype = first!.dtype === 'float32' ? '' : ` ${first!.dtype}`;

@@ -1,12 +1,14 @@
 // Finds and loads the native addon. Tried in order, from the package root (found from this file, so it works from
 // lib/ under vitest, from dist/cjs/ when installed, and whatever the caller's working directory):
 //   1. build/Release/normkit.node             a local build (development: npm install / npm run build:native)
-//   2. prebuilds/<platform>-<arch>/normkit.node  the binary shipped in the npm package
+//   2. prebuilds/<platform>-<arch>/normkit.node  the binary shipped in the npm package (glibc Linux; musl would be
+//                                               linux-<arch>-musl, which does not exist yet: see lib/platform.ts)
 // NORMKIT_PREBUILDS_ONLY=1 skips 1; NORMKIT_ADDON=/path/to/normkit.node loads that file only (a sanitizer build,
 // say). On failure, one error lists every attempt, why it failed, and what to do.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { detectHost, loadAdvice, prebuildTarget, shippedPrebuilds } from './platform.js';
 
 export interface NativeInfo {
   isa: string;
@@ -30,10 +32,14 @@ export interface NativeBinding {
     b: Float64Array | null, c: Float64Array | null, w?: Arr | null]): void;
   paramGrad(...a: [...Geo, dy: Arr, x: Arr, mean: Float64Array | null, invstd: Float64Array, dw: Float64Array,
     db: Float64Array]): void;
+  // The fused training ops. segments: parts of a group with their own gamma/beta (groups * segments entries, as
+  // sumDy/sumDyXmu); w, b: per-position params; dw, db: their gradients (length K); rms: RMSNorm (centred at 0).
   forwardTrain(...a: [...Geo, x: Arr, y: Arr, eps: number, gamma: Float64Array | null, beta: Float64Array | null,
-    mean: Float64Array, m2: Float64Array, invstd: Float64Array]): void;
+    mean: Float64Array, m2: Float64Array, invstd: Float64Array, segments?: number, w?: Arr | null, b?: Arr | null,
+    rms?: boolean]): void;
   backwardTrain(...a: [...Geo, dy: Arr, x: Arr, dx: Arr, mean: Float64Array, invstd: Float64Array,
-    gamma: Float64Array | null, sumDy: Float64Array, sumDyXmu: Float64Array]): void;
+    gamma: Float64Array | null, sumDy: Float64Array, sumDyXmu: Float64Array, segments?: number, w?: Arr | null,
+    dw?: Float64Array | null, db?: Float64Array | null, rms?: boolean]): void;
   /** y = relu(y + r) elementwise (the fused activation's forward epilogue). */
   addRelu(...a: [...Geo, y: Arr, r: Arr | null]): void;
   /** z = (z + r > 0) ? dy : 0 elementwise (the fused activation's backward prologue). */
@@ -68,15 +74,13 @@ export function packageRoot(): string {
   }
 }
 
-const SUPPORTED_PREBUILDS = ['linux-x64'];
-
 function load(): NativeBinding {
   // libgomp reads OMP_* once, when it is loaded: set the wait policy first. Busy-waiting OpenMP threads would
   // steal cores from V8 and libuv between calls. A user's own setting wins.
   process.env.OMP_WAIT_POLICY ??= 'passive';
   const root = packageRoot();
   const requireNative = createRequire(join(root, 'package.json'));
-  const platform = `${process.platform}-${process.arch}`;
+  const platform = prebuildTarget(detectHost(false));
   const candidates: string[] = [];
   if (process.env.NORMKIT_ADDON) candidates.push(process.env.NORMKIT_ADDON);
   else {
@@ -97,13 +101,8 @@ function load(): NativeBinding {
       errors.push(`  ${file}: ${(e as Error).message.split('\n')[0]}`);
     }
   }
-  const help = SUPPORTED_PREBUILDS.includes(platform)
-    ? ['- reinstall normkit (the package ships a prebuilt binary for this platform)',
-      '- or build from source in the package directory: npm run build:native (needs cmake, g++, libgomp)']
-    : [`- normkit ships no prebuilt binary for ${platform} yet (only ${SUPPORTED_PREBUILDS.join(', ')})`,
-      '- build from source in the package directory: npm run build:native (needs cmake, a C++17 compiler, OpenMP)'];
   throw new Error([`normkit: could not load the native addon for ${platform} (Node ${process.version}). Tried:`,
-    ...errors, 'Possible solutions:', ...help].join('\n'));
+    ...errors, 'Possible solutions:', ...loadAdvice(detectHost(), shippedPrebuilds(root))].join('\n'));
 }
 
 let cached: NativeBinding | undefined;

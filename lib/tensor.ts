@@ -69,6 +69,21 @@ export function checkShape(shape: unknown, name = 'shape'): readonly number[] {
   return Object.freeze([...(shape as number[])]);
 }
 
+/** Whether a view's ArrayBuffer is detached (ArrayBuffer#detached is missing before Node 22, hence the
+ * probe: constructing a view on a detached buffer throws on every version). */
+export function isDetached(a: ArrayBufferView): boolean {
+  const b = a.buffer as ArrayBuffer & { detached?: boolean };
+  if (!(b instanceof ArrayBuffer)) return false;
+  if (typeof b.detached === 'boolean') return b.detached;
+  if (b.byteLength !== 0) return false;
+  try {
+    new Uint8Array(b);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /**
  * Checks that `value` is a tensor ({ data: Float32Array | Float64Array, shape }) whose data length equals the
  * product of its shape. Throws TypeError / RangeError naming `name`. Returns a tensor with the same data and a
@@ -79,7 +94,7 @@ export function checkTensor(value: unknown, name: string): Tensor {
   const { data, shape } = value as { data?: unknown; shape?: unknown };
   if (!isFloatArray(data)) throw invalidType(`${name}.data`, 'a Float32Array or Float64Array', data);
   const s = checkShape(shape, `${name}.shape`);
-  if (data.buffer instanceof ArrayBuffer && (data.buffer as ArrayBuffer & { detached?: boolean }).detached) {
+  if (isDetached(data)) {
     throw new TypeError(`Expected an attached buffer for ${name}.data but its ArrayBuffer is detached`);
   }
   const n = numel(s);

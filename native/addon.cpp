@@ -62,6 +62,7 @@ struct Job {
   std::function<void(double* scratch)> run;
   int64_t scratch_doubles = 0;
   bool param_grad = false;
+  int64_t segments = 0;  // > 0: a fused training op (its scratch is fused_scratch_doubles)
   std::vector<Napi::Value> arrays;  // typed arrays the job reads or writes: pinned while it runs async
   void operator()() {  // may throw std::bad_alloc (scratch): run_sync maps it, AsyncWorker rejects with it
     double* scratch = scratch_arena(scratch_doubles);
@@ -220,33 +221,67 @@ void param_grad_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, 
   job.run = [=](double* s) { table<T>().param_grad(dy, x, g, mean, invstd, dw, db, s, nt); };
 }
 
-// forwardTrain(P, A, B, K, threads, x, y, eps, gamma | null, beta | null, mean, m2, invstd)
+// Segments per group at info[i] (undefined: 1): a positive integer dividing K.
+int64_t segments_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g) {
+  if (info[i].IsUndefined()) return 1;
+  if (!info[i].IsNumber()) internal(info.Env(), "segments is not a number");
+  const double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 1) || d != std::floor(d) || d > 9007199254740991.0 || g.K % static_cast<int64_t>(d) != 0)
+    internal(info.Env(), "segments must be a positive integer dividing K");
+  return static_cast<int64_t>(d);
+}
+
+bool flag_arg(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
+}
+
+// forwardTrain(P, A, B, K, threads, x, y, eps, gamma | null, beta | null, mean, m2, invstd[, segments, w | null,
+// b | null, rms]): gamma and beta have groups * segments entries; w, b length K (A == 1).
 template <typename T>
 void forward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
   auto* y = static_cast<T*>(typed(info, 6, "y", dt, numel(g), job));
   if (!info[7].IsNumber()) internal(info.Env(), "eps is not a number");
   const double eps = info[7].As<Napi::Number>().DoubleValue();
-  const double* gamma = optional_f64(info, 8, "gamma", groups(g), job);
-  const double* beta = optional_f64(info, 9, "beta", groups(g), job);
+  job.segments = segments_arg(info, 13, g);
+  const double* gamma = optional_f64(info, 8, "gamma", groups(g) * job.segments, job);
+  const double* beta = optional_f64(info, 9, "beta", groups(g) * job.segments, job);
   auto* mean = static_cast<double*>(typed(info, 10, "mean", DType::f64, groups(g), job));
   auto* m2 = static_cast<double*>(typed(info, 11, "m2", DType::f64, groups(g), job));
   auto* invstd = static_cast<double*>(typed(info, 12, "invstd", DType::f64, groups(g), job));
-  job.run = [=](double* s) { table<T>().forward_train(x, y, g, eps, gamma, beta, mean, m2, invstd, s, nt); };
+  const AffineArgs<T> af{job.segments, gamma, beta, position_param<T>(info, 14, "w", g, dt, job),
+                         position_param<T>(info, 15, "b", g, dt, job), flag_arg(info, 16)};
+  if (job.segments > 1 && (af.w || af.b)) internal(info.Env(), "segments and position parameters exclude each other");
+  job.run = [=](double* s) { table<T>().forward_train(x, y, g, af, eps, mean, m2, invstd, s, nt); };
 }
 
-// backwardTrain(P, A, B, K, threads, dy, x, dx, mean, invstd, gamma | null, sumDy, sumDyXmu)
+// backwardTrain(P, A, B, K, threads, dy, x, dx, mean, invstd, gamma | null, sumDy, sumDyXmu[, segments, w | null,
+// dw | null, db | null, rms]): gamma, sumDy, sumDyXmu have groups * segments entries; w, dw, db length K (A == 1).
 template <typename T>
 void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
   auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
   auto* dx = static_cast<T*>(typed(info, 7, "dx", dt, numel(g), job));
+  job.segments = segments_arg(info, 13, g);
+  const int64_t per_segment = groups(g) * job.segments;
   auto* mean = static_cast<const double*>(typed(info, 8, "mean", DType::f64, groups(g), job));
   auto* invstd = static_cast<const double*>(typed(info, 9, "invstd", DType::f64, groups(g), job));
-  const double* gamma = optional_f64(info, 10, "gamma", groups(g), job);
-  auto* sum_dy = static_cast<double*>(typed(info, 11, "sumDy", DType::f64, groups(g), job));
-  auto* sum_dyx = static_cast<double*>(typed(info, 12, "sumDyXmu", DType::f64, groups(g), job));
-  job.run = [=](double* s) { table<T>().backward_train(dy, x, dx, g, mean, invstd, gamma, sum_dy, sum_dyx, s, nt); };
+  const double* gamma = optional_f64(info, 10, "gamma", per_segment, job);
+  auto* sum_dy = static_cast<double*>(typed(info, 11, "sumDy", DType::f64, per_segment, job));
+  auto* sum_dyx = static_cast<double*>(typed(info, 12, "sumDyXmu", DType::f64, per_segment, job));
+  const T* w = position_param<T>(info, 14, "w", g, dt, job);
+  double* dw = nullptr; double* db = nullptr;
+  for (size_t i : {size_t(15), size_t(16)}) {
+    if (info[i].IsNull() || info[i].IsUndefined()) continue;
+    if (g.A != 1) internal(info.Env(), "position gradients need A == 1");
+    (i == 15 ? dw : db) = static_cast<double*>(typed(info, i, i == 15 ? "dw" : "db", DType::f64, g.K, job));
+  }
+  job.param_grad = dw || db;
+  if (job.segments > 1 && (w || job.param_grad)) internal(info.Env(), "segments and position parameters exclude each other");
+  const AffineArgs<T> af{job.segments, gamma, nullptr, w, nullptr, flag_arg(info, 17)};
+  job.run = [=](double* s) {
+    table<T>().backward_train(dy, x, dx, g, af, mean, invstd, sum_dy, sum_dyx, dw, db, s, nt);
+  };
 }
 
 // addRelu(P, A, B, K, threads, y, r | null): y = relu(y + r) over all P·A·B·K elements (layout-free).
@@ -280,6 +315,7 @@ Job parse(const Napi::CallbackInfo& info) {
   job.arrays.clear();
   (dt == DType::f32 ? F32 : F64)(info, g, nt, dt, job);
   if (numel(g) == 0) job.run = [](double*) {};  // nothing to do; lib/ handles empty batches
+  else if (job.segments > 0) job.scratch_doubles = kernels().fused_scratch_doubles(g, job.segments, job.param_grad);
   else job.scratch_doubles = kernels().scratch_doubles(g, job.param_grad);
   return job;
 }

@@ -1,7 +1,5 @@
-// Picks the kernel table once: the best ISA that both the CPU (CPUID) and the OS (XGETBV: it saves the ymm/zmm
-// registers on a context switch) support. NORMKIT_ISA=baseline|avx2|avx512 forces one, if this machine can run it.
-#include <cpuid.h>
-
+// Picks the kernel table once: the best build this machine can run (native/cpu/<arch>.cpp lists them, best last).
+// NORMKIT_ISA=<name> (baseline|avx2|avx512 on x86-64, neon on AArch64) forces one, if this machine can run it.
 #include <cstdlib>
 #include <cstring>
 
@@ -10,47 +8,31 @@
 namespace normkit {
 namespace {
 
-struct Features { bool avx2; bool avx512; };
+struct Runnable {
+  const Kernels* tables[kMaxIsas];
+  const char* names[kMaxIsas];
+  int n;
+};
 
-unsigned long long xgetbv0() {
-  unsigned eax, edx;
-  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-  return (static_cast<unsigned long long>(edx) << 32) | eax;
-}
-
-Features cpu_features() {
-  Features f{false, false};
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
-  const bool osxsave = c & bit_OSXSAVE, fma = c & bit_FMA, avx = c & bit_AVX, f16c = c & bit_F16C;
-  const bool movbe = c & bit_MOVBE;
-  if (!osxsave || !avx) return f;
-  const unsigned long long xcr0 = xgetbv0();
-  const bool os_ymm = (xcr0 & 0x6) == 0x6, os_zmm = (xcr0 & 0xe6) == 0xe6;
-  if (__get_cpuid_max(0, nullptr) < 7) return f;
-  __cpuid_count(7, 0, a, b, c, d);
-  const bool avx2 = b & bit_AVX2, bmi1 = b & bit_BMI, bmi2 = b & bit_BMI2;
-  unsigned ea = 0, eb = 0, ec = 0, ed = 0;
-  const bool lzcnt = __get_cpuid(0x80000001, &ea, &eb, &ec, &ed) && (ec & bit_LZCNT);
-  const bool avx512f = b & bit_AVX512F, avx512bw = b & bit_AVX512BW, avx512cd = b & bit_AVX512CD;
-  const bool avx512dq = b & bit_AVX512DQ, avx512vl = b & bit_AVX512VL;
-  // x86-64-v3 and -v4 as GCC's -march defines them (the flags the ISA objects were compiled with).
-  f.avx2 = os_ymm && avx2 && fma && bmi1 && bmi2 && f16c && movbe && lzcnt;
-  f.avx512 = f.avx2 && os_zmm && avx512f && avx512bw && avx512cd && avx512dq && avx512vl;
-  return f;
+// Computed once (thread-safe static init): workers may ask concurrently.
+const Runnable& runnable() {
+  static const Runnable r = [] {
+    Runnable l{};
+    l.n = runnable_isas(l.tables);
+    for (int i = 0; i < l.n; ++i) l.names[i] = l.tables[i]->isa;
+    return l;
+  }();
+  return r;
 }
 
 const Kernels& pick() {
-  const Features f = cpu_features();
-  const Kernels* best = f.avx512 ? &avx512::kernels() : f.avx2 ? &avx2::kernels() : &baseline::kernels();
+  const Runnable& r = runnable();
   const char* forced = std::getenv("NORMKIT_ISA");
   if (forced && *forced) {
-    if (!std::strcmp(forced, "baseline")) return baseline::kernels();
-    if (!std::strcmp(forced, "avx2") && f.avx2) return avx2::kernels();
-    if (!std::strcmp(forced, "avx512") && f.avx512) return avx512::kernels();
+    for (int i = 0; i < r.n; ++i) if (!std::strcmp(forced, r.names[i])) return *r.tables[i];
     // An unknown or unsupported value falls back to the best path; buildInfo() shows which one runs.
   }
-  return *best;
+  return *r.tables[r.n - 1];
 }
 
 }  // namespace
@@ -61,16 +43,8 @@ const Kernels& kernels() {
 }
 
 const char* const* supported_isas(int* count) {
-  struct List { const char* names[3]; int n; };
-  static const List list = [] {  // computed once (thread-safe static init): workers may ask concurrently
-    List l{{"baseline", nullptr, nullptr}, 1};
-    const Features f = cpu_features();
-    if (f.avx2) l.names[l.n++] = "avx2";
-    if (f.avx512) l.names[l.n++] = "avx512";
-    return l;
-  }();
-  *count = list.n;
-  return list.names;
+  *count = runnable().n;
+  return runnable().names;
 }
 
 }  // namespace normkit

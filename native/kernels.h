@@ -7,6 +7,18 @@ namespace normkit {
 
 struct Shape4 { int64_t P, A, B, K; };  // the [P][A][B][K] view of core/geometry.h
 
+// What the fused training ops apply besides the group statistics (core/fused.h Affine): gamma/beta per group or per
+// segment of a group (GroupNorm's channels), per-position w/b (LayerNorm), RMSNorm's centring at 0.
+template <typename T>
+struct AffineArgs {
+  int64_t segments;         // parts of a group with their own gamma/beta; 1: one per group
+  const double* gamma;      // groups * segments entries, or null
+  const double* beta;
+  const T* w;               // length K (A == 1), or null
+  const T* b;
+  bool rms;
+};
+
 // w, b: optional per-position parameters (length K, views with A == 1 only; see core/geometry.h).
 template <typename T>
 struct KernelsOf {
@@ -19,23 +31,32 @@ struct KernelsOf {
                          const double* b, const double* c, const T* w, double* scratch, int threads);
   void (*param_grad)(const T* dy, const T* x, Shape4 g, const double* mean, const double* invstd, double* dw,
                      double* db, double* scratch, int threads);
-  // Whole training forward / backward for one-scale-per-group layers (BatchNorm, InstanceNorm): see core/fused.h.
-  void (*forward_train)(const T* x, T* y, Shape4 g, double eps, const double* gamma, const double* beta,
-                        double* mean, double* m2, double* invstd, double* scratch, int threads);
-  void (*backward_train)(const T* dy, const T* x, T* dx, Shape4 g, const double* mean, const double* invstd,
-                         const double* gamma, double* sum_dy, double* sum_dyx, double* scratch, int threads);
+  // Whole training forward / backward of every layer: see core/fused.h. Scratch: fused_scratch_doubles.
+  void (*forward_train)(const T* x, T* y, Shape4 g, const AffineArgs<T>& af, double eps, double* mean, double* m2,
+                        double* invstd, double* scratch, int threads);
+  // sum_dy, sum_dyx: groups * segments; dw, db: per-position gradients (length K, A == 1), or null.
+  void (*backward_train)(const T* dy, const T* x, T* dx, Shape4 g, const AffineArgs<T>& af, const double* mean,
+                         const double* invstd, double* sum_dy, double* sum_dyx, double* dw, double* db,
+                         double* scratch, int threads);
 };
 
 struct Kernels {
   const char* isa;
   int64_t (*scratch_doubles)(Shape4 g, bool param_grad);
+  int64_t (*fused_scratch_doubles)(Shape4 g, int64_t segments, bool columns);
   KernelsOf<float> f32;
   KernelsOf<double> f64;
 };
 
-namespace baseline { const Kernels& kernels(); }
-namespace avx2 { const Kernels& kernels(); }
-namespace avx512 { const Kernels& kernels(); }
+// One build of isa/kernels.cpp per ISA; only those of the target architecture are compiled and linked.
+namespace baseline { const Kernels& kernels(); }  // x86-64
+namespace avx2 { const Kernels& kernels(); }      // x86-64-v3
+namespace avx512 { const Kernels& kernels(); }    // x86-64-v4
+namespace neon { const Kernels& kernels(); }      // AArch64 (armv8-a)
+
+constexpr int kMaxIsas = 4;
+// The builds this CPU and OS can run, baseline first, best last; returns how many (native/cpu/<arch>.cpp).
+int runnable_isas(const Kernels* out[kMaxIsas]);
 
 // The table for this CPU (or for NORMKIT_ISA when set and supported), picked once.
 const Kernels& kernels();

@@ -2,22 +2,23 @@
 // matrix products and backpropagation, a few training steps with BatchNorm1d, and the checkpoint round trip
 // (normkit's safetensors, fresh layers, bit-identical eval outputs; PyTorch loads it when /usr/bin/python3 has torch).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { BatchNorm1d, loadSafetensors, saveSafetensors, type StateDict } from '../lib/index.js';
 import { DEFAULTS, UsageError, parseCli } from '../examples/fashion-mnist/cli.js';
+import { runDemo } from '../examples/fashion-mnist/demo.js';
 import {
   IMAGE_MAGIC, LABEL_MAGIC, batchCount, batches, findDataFiles, gatherBatch, loadSplit, locateData, shuffledOrder,
 } from '../examples/fashion-mnist/data.js';
 import { encodeIdx, parseIdx, readIdxFile } from '../examples/fashion-mnist/idx.js';
-import { Mlp } from '../examples/fashion-mnist/model.js';
+import { Mlp } from '../examples/fashion-mnist/mlp.js';
 import { Dense, matmul, matmulTransposedAAdd, softmaxCrossEntropy } from '../examples/fashion-mnist/nn.js';
 import { shippedDataDir } from '../examples/fashion-mnist/paths.js';
 import { renderPlot } from '../examples/fashion-mnist/plot.js';
 import { Rng } from '../examples/fashion-mnist/rng.js';
-import { evaluate, trainStep, type History } from '../examples/fashion-mnist/train.js';
+import { evaluate, lrAt, trainStep, type History } from '../examples/fashion-mnist/train.js';
 
 // The demo imports the library as 'normkit' (the package's self-reference, the built dist/ when it runs). Here it
 // gets lib/'s sources instead, the same module instance this file uses: vitest would otherwise run dist/'s
@@ -33,16 +34,16 @@ describe('the shipped Fashion-MNIST subset, through the IDX reader', () => {
   const testImages = readIdxFile(file('t10k-images-idx3-ubyte.gz'));
   const testLabels = readIdxFile(file('t10k-labels-idx1-ubyte.gz'));
 
-  it('has the IDX magic numbers and the counts of the first 3000 + 1000 images', () => {
+  it('has the IDX magic numbers and the counts of the first 12000 training images and all 10000 test images', () => {
     expect(trainImages.magic).toBe(0x00000803);
     expect(testImages.magic).toBe(0x00000803);
     expect(trainLabels.magic).toBe(0x00000801);
     expect(testLabels.magic).toBe(0x00000801);
-    expect(trainImages.dims).toEqual([3000, 28, 28]);
-    expect(trainLabels.dims).toEqual([3000]);
-    expect(testImages.dims).toEqual([1000, 28, 28]);
-    expect(testLabels.dims).toEqual([1000]);
-    expect(trainImages.data.length).toBe(3000 * 784);
+    expect(trainImages.dims).toEqual([12000, 28, 28]);
+    expect(trainLabels.dims).toEqual([12000]);
+    expect(testImages.dims).toEqual([10000, 28, 28]);
+    expect(testLabels.dims).toEqual([10000]);
+    expect(trainImages.data.length).toBe(12000 * 784);
   });
 
   it('holds the real data: Fashion-MNIST\'s first labels and its near-uniform class distribution', () => {
@@ -50,11 +51,12 @@ describe('the shipped Fashion-MNIST subset, through the IDX reader', () => {
     expect([...trainLabels.data.subarray(0, 10)]).toEqual([9, 0, 0, 3, 0, 2, 7, 2, 5, 5]);
     expect([...testLabels.data.subarray(0, 10)]).toEqual([9, 2, 1, 1, 6, 1, 4, 6, 5, 7]);
     const histogram = (labels: Uint8Array) => Array.from({ length: 10 }, (_, c) => labels.filter((l) => l === c).length);
-    // Counted from the Debian package's files when the subset was cut.
-    expect(histogram(trainLabels.data)).toEqual([282, 321, 290, 312, 303, 300, 298, 312, 287, 295]);
-    expect(histogram(testLabels.data)).toEqual([107, 105, 111, 93, 115, 87, 97, 95, 95, 95]);
-    // Fashion-MNIST is balanced (6000 / 1000 per class): no class of a prefix strays far from a tenth.
-    for (const count of histogram(trainLabels.data)) expect(Math.abs(count - 300)).toBeLessThan(40);
+    // The whole test set: Zalando's README gives 1000 images per class. The training prefix's counts were taken
+    // from the Debian package's files when the subset was cut.
+    expect(histogram(testLabels.data)).toEqual(Array(10).fill(1000));
+    expect(histogram(trainLabels.data)).toEqual([1122, 1220, 1201, 1212, 1181, 1204, 1244, 1192, 1195, 1229]);
+    // Fashion-MNIST is balanced (6000 per class in the training set): no class of a prefix strays far from a tenth.
+    for (const count of histogram(trainLabels.data)) expect(Math.abs(count - 1200)).toBeLessThan(100);
   });
 
   it('holds images, not noise: 8-bit pixels with a black background (about half of all pixels are 0)', () => {
@@ -64,7 +66,7 @@ describe('the shipped Fashion-MNIST subset, through the IDX reader', () => {
     expect(zeros / trainImages.data.length).toBeGreaterThan(0.4);
     expect(zeros / trainImages.data.length).toBeLessThan(0.6);
     // Every image has some ink.
-    for (let i = 0; i < 3000; i++) expect(trainImages.data.subarray(i * 784, (i + 1) * 784).some((p) => p > 0)).toBe(true);
+    for (let i = 0; i < 12000; i++) expect(trainImages.data.subarray(i * 784, (i + 1) * 784).some((p) => p > 0)).toBe(true);
   });
 
   it('round-trips through encodeIdx and rejects malformed bytes with a clear error', () => {
@@ -267,23 +269,39 @@ describe('training with BatchNorm1d on the shipped subset, and the checkpoint', 
 
 describe('command line and plot', () => {
   it('parses the options, and rejects unknown options and bad values with a UsageError', () => {
-    expect(parseCli([])).toEqual({ help: false, options: { ...DEFAULTS, hidden: [...DEFAULTS.hidden], threads: undefined, data: undefined, json: undefined, out: undefined } });
-    const c = parseCli(['--epochs', '2', '--lr=0.25', '--batch-size', '64', '--threads', '1', '--data', 'd', '--json', 'r.json', '--out', 'o', '--hidden', '32,16']);
-    expect(c).toEqual({ help: false, options: { epochs: 2, lr: 0.25, batchSize: 64, hidden: [32, 16], seed: DEFAULTS.seed, threads: 1, data: 'd', json: 'r.json', out: 'o' } });
+    const { cnnEpochs: _cnn, ...mlpDefaults } = DEFAULTS;
+    expect(parseCli([])).toEqual({ help: false, options: { ...mlpDefaults, hidden: [...DEFAULTS.hidden], threads: undefined, data: undefined, json: undefined, out: undefined } });
+    const c = parseCli(['--epochs', '2', '--lr=0.25', '--decay-epochs', '0', '--batch-size', '64', '--threads', '1', '--data', 'd', '--json', 'r.json', '--out', 'o', '--hidden', '32,16']);
+    expect(c).toEqual({ help: false, options: { model: 'mlp', epochs: 2, lr: 0.25, decayEpochs: 0, batchSize: 64, hidden: [32, 16], seed: DEFAULTS.seed, threads: 1, data: 'd', json: 'r.json', out: 'o' } });
+    // --model cnn has its own default epochs (d2l's 10) and no --hidden.
+    expect(parseCli(['--model', 'cnn'])).toMatchObject({ options: { model: 'cnn', epochs: DEFAULTS.cnnEpochs } });
+    expect(parseCli(['--model', 'cnn', '--epochs', '3'])).toMatchObject({ options: { model: 'cnn', epochs: 3 } });
+    expect(() => parseCli(['--model', 'cnn', '--hidden', '8'])).toThrow(/--hidden sets the MLP's layers; --model cnn has fixed ones/);
+    expect(() => parseCli(['--model', 'resnet'])).toThrow(/--model expects mlp or cnn, got 'resnet'/);
     expect(parseCli(['--help'])).toEqual({ help: true });
     expect(parseCli(['-h'])).toEqual({ help: true });
     expect(() => parseCli(['--epoch', '3'])).toThrow(UsageError);
     expect(() => parseCli(['--epoch', '3'])).toThrow(/Unknown option '--epoch'/);
     expect(() => parseCli(['extra'])).toThrow(UsageError);
     expect(() => parseCli(['--epochs', '0'])).toThrow(/--epochs expects an integer >= 1, got '0'/);
+    expect(() => parseCli(['--decay-epochs', '1.5'])).toThrow(/--decay-epochs expects an integer >= 0, got '1.5'/);
     expect(() => parseCli(['--lr', 'fast'])).toThrow(/--lr expects a number > 0, got 'fast'/);
     expect(() => parseCli(['--batch-size', '1'])).toThrow(/--batch-size expects an integer >= 2/);
     expect(() => parseCli(['--hidden', '128,,64'])).toThrow(/--hidden expects comma-separated sizes/);
     expect(() => parseCli(['--lr'])).toThrow(UsageError);
   });
 
+  it('decays the learning rate tenfold for the last epochs, never the first', () => {
+    const at = (epochs: number, decayEpochs: number) => Array.from({ length: epochs }, (_, i) => lrAt(i + 1, { epochs, lr: 1, decayEpochs }));
+    expect(at(5, 1)).toEqual([1, 1, 1, 1, 0.1]);
+    expect(at(5, 2)).toEqual([1, 1, 1, 0.1, 0.1]);
+    expect(at(3, 0)).toEqual([1, 1, 1]);
+    expect(at(2, 5)).toEqual([1, 0.1]);
+    expect(at(1, 1)).toEqual([1]);
+  });
+
   it('draws both runs in an SVG, leaving out the points of a diverged run', () => {
-    const run = (loss: number[], acc: number[]): History => ({ trainLoss: loss, trainAccuracy: acc, testAccuracy: acc, epochSeconds: loss.map(() => 1), seconds: 3 });
+    const run = (loss: number[], acc: number[]): History => ({ lr: loss.map(() => 1), trainLoss: loss, trainAccuracy: acc, testAccuracy: acc, epochSeconds: loss.map(() => 1), seconds: 3 });
     const svg = renderPlot([
       { label: 'with BatchNorm1d', color: '#1f77b4', history: run([0.5, 0.35, 0.3], [0.82, 0.86, 0.87]) },
       { label: 'without', color: '#ff7f0e', history: run([2.4, NaN, 2.3], [0.1, 0.1, 0.1]) },
@@ -296,5 +314,62 @@ describe('command line and plot', () => {
     // line), plus its two accuracy lines.
     expect(svg.match(/<polyline/g)?.length).toBe(3 + 2);
     expect(svg.match(/<circle/g)?.length).toBe(9 + 2 + 6);
+  });
+});
+
+describe('npm run demo on the shipped data, one epoch', () => {
+  const FIXTURE = JSON.parse(readFileSync(join(__dirname, 'fixtures/fashion-mnist-state-dicts.json'), 'utf8')) as
+    Record<string, Array<[string, number[], string]>>;
+
+  it('prints an estimate and the results, writes the JSON, the plot and a PyTorch-keyed checkpoint; batch norm wins', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'normkit-demo-run-'));
+    const jsonPath = join(dir, 'run.json');
+    const lines: string[] = [];
+    // --data: the shipped files even where Debian's dataset-fashion-mnist is installed (it would be preferred).
+    const code = runDemo(['--epochs', '1', '--data', DATA, '--json', jsonPath, '--out', dir],
+      { log: (line) => lines.push(line), error: (line) => lines.push(line) });
+    expect(code, lines.join('\n')).toBe(0);
+    const text = lines.join('\n');
+    expect(text).toMatch(/estimate: about \d+ s for both networks on this machine/);
+    expect(text).toContain('reloaded into a fresh model: eval outputs bit-identical');
+
+    const json = JSON.parse(readFileSync(jsonPath, 'utf8'));
+    expect(Object.keys(json).sort()).toEqual(['checkpoint', 'checkpointKeys', 'data', 'estimateSeconds', 'model', 'options',
+      'plot', 'seconds', 'testCount', 'trainCount', 'withBN', 'withoutBN']);
+    expect(json.model).toBe('mlp');
+    expect(json.testCount).toBe(10000);
+    expect(json.options).toMatchObject({ epochs: 1, lr: DEFAULTS.lr, batchSize: DEFAULTS.batchSize, hidden: [...DEFAULTS.hidden] });
+    for (const run of [json.withBN, json.withoutBN]) {
+      expect(Object.keys(run).sort()).toEqual(['epochSeconds', 'lr', 'seconds', 'testAccuracy', 'trainAccuracy', 'trainLoss']);
+      expect(run.lr).toEqual([DEFAULTS.lr]);  // one epoch: no decay
+      expect(run.testAccuracy).toHaveLength(1);
+      expect(run.epochSeconds[0]).toBeGreaterThan(0);
+    }
+    // d2l's point at lr 1.0: the network with batch norm learns, the one without does not (or far less).
+    expect(json.withBN.testAccuracy[0]).toBeGreaterThan(0.7);
+    expect(json.withBN.testAccuracy[0]).toBeGreaterThan(json.withoutBN.testAccuracy[0] + 0.2);
+
+    const svg = readFileSync(json.plot, 'utf8');
+    expect(json.plot).toBe(join(dir, 'fashion-mnist-bn.svg'));
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg).toContain('with BatchNorm1d');
+    // The checkpoint holds PyTorch's keys, shapes and dtypes for the MLP, as load_in_pytorch.py --describe wrote them
+    // (the file sorts its tensors, as safetensors does; the state dict had PyTorch's module order).
+    const sd = loadSafetensors(new Uint8Array(readFileSync(json.checkpoint)));
+    const byKey = (a: [string, ...unknown[]], b: [string, ...unknown[]]) => (a[0] < b[0] ? -1 : 1);
+    expect(Object.entries(sd).map(([k, t]): [string, number[], string] => [k, [...t.shape], t.data instanceof BigInt64Array ? 'int64' : 'float32'])
+      .sort(byKey)).toEqual([...FIXTURE['mlp-bn']!].sort(byKey));
+    expect(json.checkpointKeys).toEqual(FIXTURE['mlp-bn']!.map(([k]) => k));
+  }, 300_000);  // about 7 s on an idle 2-core machine; the limit only guards against a hang on a shared one
+
+  it('exits with code 2 on a usage error and 1 on a --data folder without the files, training nothing', () => {
+    const lines: string[] = [];
+    const out = { log: (line: string) => lines.push(line), error: (line: string) => lines.push(line) };
+    expect(runDemo(['--model', 'rnn'], out)).toBe(2);
+    expect(lines.join('\n')).toMatch(/error: --model expects mlp or cnn, got 'rnn'\nTry --help/);
+    expect(runDemo(['--data', '/nonexistent/fm'], out)).toBe(1);
+    expect(lines.join('\n')).toMatch(/error: --data \/nonexistent\/fm: missing train-images-idx3-ubyte\[\.gz\]/);
+    expect(runDemo(['--help'], out)).toBe(0);
+    expect(lines.join('\n')).toContain('--model mlp|cnn');
   });
 });

@@ -14,6 +14,8 @@ const SHAPES: Array<{ shape: number[]; channelsLast: boolean }> = [
   { shape: [5, 3, 101, 97], channelsLast: false },
   { shape: [9, 17, 19, 37], channelsLast: true },
   { shape: [6001, 13], channelsLast: false },
+  // Channels past 2 MB: the two-phase walk on 1 thread, channel waves (a channel split over the threads) on more.
+  { shape: [4, 3, 400, 400], channelsLast: false },
 ];
 
 function run(x: Tensor, dy: Tensor, channelsLast: boolean) {
@@ -66,7 +68,11 @@ describe('the family is thread-count independent too', () => {
   const layers: Array<[string, () => import('../lib/index.js').Module, number[]]> = [
     ['LayerNorm (paramGrad column sums)', () => new LayerNorm(257), [301, 257]],
     ['RMSNorm', () => new RMSNorm([3, 97]), [130, 3, 97]],
+    // 9 rows: fused per row block on 1 and 3 threads, two-phase (separate column reduction) on 2 and 8.
+    ['LayerNorm, few long rows (fused and two-phase walks)', () => new LayerNorm(4001), [9, 4001]],
+    ['RMSNorm, few long rows (fused and two-phase walks)', () => new RMSNorm(4001), [9, 4001]],
     ['GroupNorm', () => new GroupNorm(3, 12), [9, 12, 31, 17]],
+    ['GroupNorm, groups past 2 MB (two-phase walk, then channel waves)', () => new GroupNorm(2, 8), [1, 8, 400, 400]],
     ['GroupNorm channels-last', () => new GroupNorm(4, 32, { channelsLast: true }), [5, 29, 31, 32]],
     ['InstanceNorm2d with running stats', () => new InstanceNorm2d(7, { affine: true, trackRunningStats: true }), [6, 7, 37, 41]],
   ];

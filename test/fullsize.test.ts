@@ -1,6 +1,7 @@
 // Every fast path, at the size the bench times it, against the independent float64 reference
 // (helpers/reference.ts). Small shapes cannot reach these paths: the fused per-channel walk with streaming stores
-// (an output over 16 MB), the two-phase walk over channels larger than cache, the row walk with many row blocks,
+// (an output over 16 MB), channel waves (a channel within L3 split over the threads), the two-phase walk over
+// channels larger than L3, the row walk with many row blocks,
 // the weight-gradient column reduction over 65536 rows. Agreement between thread counts or ISAs proves only
 // determinism; this file proves the numbers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,7 +56,8 @@ function checkTrainingStep(layer: Layer, x: Tensor, gr: Grouping, eps: number, d
 // Bench shapes for batch norm (bench/shapes.ts) and the path each one takes on 2 threads.
 const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; dtype: DT }> = [
   { shape: [64, 128, 56, 56], channelsLast: false, path: 'fused per-channel walk, streaming stores', dtype: 'float32' },
-  { shape: [256, 3, 112, 112], channelsLast: false, path: 'two-phase walk over channels larger than cache, streaming', dtype: 'float32' },
+  { shape: [256, 3, 112, 112], channelsLast: false, path: 'channel waves: each channel split over the threads, streaming', dtype: 'float32' },
+  { shape: [1, 2, 2048, 4096], channelsLast: false, path: 'two-phase walk over channels larger than L3, streaming', dtype: 'float32' },
   { shape: [64, 56, 56, 128], channelsLast: true, path: 'row walk, many row blocks, streaming', dtype: 'float32' },
   { shape: [65536, 512], channelsLast: false, path: '2-D row walk, streaming', dtype: 'float32' },
   { shape: [8192, 1024], channelsLast: false, path: '2-D row walk that fits in L3', dtype: 'float32' },

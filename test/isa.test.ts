@@ -1,5 +1,5 @@
 // Every SIMD path this CPU supports, each forced with NORMKIT_ISA in a child process (the choice is made once at
-// load), runs every kernel — the fused training forward and backward, the two-phase walk, the row walk, the
+// load), runs every kernel — the fused training forward and backward, channel waves, the row walk, the
 // weight-gradient column reduction, streaming stores and odd tails — and each path's results are checked against
 // the independent float64 reference. Which paths must be exercised comes from /proc/cpuinfo, not from the
 // addon's own CPUID detection, so a detection bug cannot hide a path.
@@ -18,7 +18,7 @@ const root = join(__dirname, '..');
 interface Case { name: string; layer: string; args: number[]; options?: object; shape: number[]; dtype: 'float32' | 'float64'; gr: Grouping; rms?: boolean; eps: number }
 const CASES: Case[] = [
   { name: 'BatchNorm2d NCHW, fused walk', layer: 'BatchNorm2d', args: [61], shape: [15, 61, 67, 69], dtype: 'float32', gr: byChannel([15, 61, 67, 69], false), eps: 1e-5 },
-  { name: 'BatchNorm2d NCHW, two-phase walk', layer: 'BatchNorm2d', args: [3], shape: [2, 3, 1023, 1025], dtype: 'float32', gr: byChannel([2, 3, 1023, 1025], false), eps: 1e-5 },
+  { name: 'BatchNorm2d NCHW, channel waves', layer: 'BatchNorm2d', args: [3], shape: [2, 3, 1023, 1025], dtype: 'float32', gr: byChannel([2, 3, 1023, 1025], false), eps: 1e-5 },
   { name: 'BatchNorm1d 2-D, row walk', layer: 'BatchNorm1d', args: [263], shape: [16383, 263], dtype: 'float32', gr: byChannel([16383, 263], false), eps: 1e-5 },
   { name: 'BatchNorm2d NCHW float64, fused walk', layer: 'BatchNorm2d', args: [33], shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
   { name: 'LayerNorm, weight-gradient columns', layer: 'LayerNorm', args: [517], shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), eps: 1e-5 },

@@ -1,10 +1,14 @@
 #!/usr/bin/python3
-"""Loads the demo's checkpoint (out/mlp-bn.safetensors) into the equivalent PyTorch module, strictly.
+"""Loads the demo's checkpoint (out/mlp-bn.safetensors or out/cnn-bn.safetensors) into the equivalent PyTorch
+module, strictly.
 
     python3 examples/fashion-mnist/load_in_pytorch.py CHECKPOINT [DATA_DIR]
         prints the eval-mode test accuracy on DATA_DIR (default: /usr/share/datasets/fashion-mnist)
     python3 examples/fashion-mnist/load_in_pytorch.py CHECKPOINT --logits < images.f32 > logits.f32
         eval-mode logits of n x 784 float32 images (used by test/demo.test.ts)
+    python3 examples/fashion-mnist/load_in_pytorch.py --describe > test/fixtures/fashion-mnist-state-dicts.json
+        the state_dict keys, shapes and dtypes, in PyTorch's order, of the demo's default networks with and without
+        batch norm (test/demo.test.ts checks the demo's checkpoints against this file where torch is missing)
 
 Needs torch and numpy. Uses `safetensors.torch.load_file` when the safetensors package is installed, else the
 few lines below (Debian packages no python3-safetensors).
@@ -40,6 +44,45 @@ class MLP(nn.Module):
         return getattr(self, f'fc{self.hidden + 1}')(x)
 
 
+class LeNet(nn.Module):
+    """d2l's LeNet with batch norm (chapter_convolutional-modern/batch-norm), examples/fashion-mnist/cnn.ts:
+    conv -> bn -> sigmoid -> avgpool twice, then fc -> bn -> sigmoid twice, then fc3. Without batch norm the same
+    without the bn layers."""
+
+    def __init__(self, batch_norm, side=28, classes=10):
+        super().__init__()
+        self.side = side
+        self.conv1 = nn.Conv2d(1, 6, kernel_size=5)
+        if batch_norm:
+            self.bn1 = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
+        if batch_norm:
+            self.bn2 = nn.BatchNorm2d(16)
+        features = ((side - 4) // 2 - 4) // 2
+        self.fc1 = nn.Linear(16 * features * features, 120)
+        if batch_norm:
+            self.bn3 = nn.BatchNorm1d(120)
+        self.fc2 = nn.Linear(120, 84)
+        if batch_norm:
+            self.bn4 = nn.BatchNorm1d(84)
+        self.fc3 = nn.Linear(84, classes)
+
+    def forward(self, x):
+        x = x.reshape(-1, 1, self.side, self.side)
+        for conv, bn in ((self.conv1, 'bn1'), (self.conv2, 'bn2')):
+            x = conv(x)
+            if hasattr(self, bn):
+                x = getattr(self, bn)(x)
+            x = nn.functional.avg_pool2d(torch.sigmoid(x), 2)
+        x = x.flatten(1)
+        for fc, bn in ((self.fc1, 'bn3'), (self.fc2, 'bn4')):
+            x = fc(x)
+            if hasattr(self, bn):
+                x = getattr(self, bn)(x)
+            x = torch.sigmoid(x)
+        return self.fc3(x)
+
+
 def load_safetensors(path):
     try:
         from safetensors.torch import load_file
@@ -61,7 +104,13 @@ def load_safetensors(path):
 
 
 def model_from(state):
-    """Reads the layer sizes off the fc weights, builds the MLP and loads the state strictly."""
+    """Builds the network the state describes (LeNet when it has conv1, else the MLP, its sizes read off the fc
+    weights) and loads the state strictly."""
+    if 'conv1.weight' in state:
+        side = 28  # the demo trains on Fashion-MNIST's 28 x 28 images
+        model = LeNet(any(k.startswith('bn') for k in state), side, state['fc3.weight'].shape[0])
+        model.load_state_dict(state, strict=True)
+        return model.eval()
     fcs = sorted((int(k[2:-7]), v.shape) for k, v in state.items() if k.startswith('fc') and k.endswith('.weight'))
     sizes = [fcs[0][1][1]] + [shape[0] for _, shape in fcs]
     model = MLP(sizes, any(k.startswith('bn') for k in state))
@@ -84,7 +133,23 @@ def idx_path(folder, name):
     return gz if os.path.exists(gz) else os.path.join(folder, name)
 
 
+def describe():
+    """The demo's default networks' state_dict layouts as JSON: {name: [[key, shape, dtype], ...]}."""
+    networks = {
+        'mlp-bn': MLP([784, 128, 64, 10], True), 'mlp': MLP([784, 128, 64, 10], False),
+        'cnn-bn': LeNet(True), 'cnn': LeNet(False),
+    }
+    out = {name: [[k, list(v.shape), str(v.dtype).replace('torch.', '')] for k, v in net.state_dict().items()]
+           for name, net in networks.items()}
+    print('{\n "_generated_by": ' + json.dumps(f'examples/fashion-mnist/load_in_pytorch.py --describe, PyTorch {torch.__version__}') + ',')
+    print(',\n'.join(f' "{name}": [\n' + ',\n'.join(f'  {json.dumps(e)}' for e in entries) + '\n ]' for name, entries in out.items()))
+    print('}')
+
+
 def main():
+    if sys.argv[1] == '--describe':
+        describe()
+        return
     model = model_from(load_safetensors(sys.argv[1]))
     with torch.no_grad():
         if len(sys.argv) > 2 and sys.argv[2] == '--logits':

@@ -105,12 +105,20 @@ export class Dense {
   readonly bias: DenseParam;
   private input: { x: Float32Array; n: number } | null = null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng) {
-    // He (Kaiming) normal initialization, std = sqrt(2 / fan_in): keeps the variance of the activations about
-    // constant through ReLU layers, so the network without batch norm starts from a fair place too.
-    const std = Math.sqrt(2 / inFeatures);
+  /**
+   * `init` 'he': He (Kaiming) normal, std = sqrt(2 / fan_in), which keeps the variance of the activations about
+   * constant through ReLU layers, so the MLP without batch norm starts from a fair place too. 'xavier': Xavier
+   * (Glorot) uniform on +-sqrt(6 / (fan_in + fan_out)), made for sigmoid layers and what d2l's LeNet uses.
+   */
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, init: 'he' | 'xavier' = 'he') {
     const w = new Float32Array(inFeatures * outFeatures);
-    for (let i = 0; i < w.length; i++) w[i] = std * rng.normal();
+    if (init === 'he') {
+      const std = Math.sqrt(2 / inFeatures);
+      for (let i = 0; i < w.length; i++) w[i] = std * rng.normal();
+    } else {
+      const bound = Math.sqrt(6 / (inFeatures + outFeatures));
+      for (let i = 0; i < w.length; i++) w[i] = (2 * rng.next() - 1) * bound;
+    }
     this.weight = { data: w, grad: null };
     this.bias = { data: new Float32Array(outFeatures), grad: null };
   }
@@ -172,6 +180,26 @@ export class ReLU {
     const y = this.output;
     const dx = new Float32Array(dy.length);
     for (let i = 0; i < dy.length; i++) dx[i] = y[i]! > 0 ? dy[i]! : 0;
+    return dx;
+  }
+}
+
+/** 1 / (1 + e^-x), elementwise (d2l's LeNet activation). Keeps its output: the gradient is y (1 - y). */
+export class Sigmoid {
+  private output: Float32Array | null = null;
+
+  forward(x: Float32Array): Float32Array {
+    const y = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) y[i] = 1 / (1 + Math.exp(-x[i]!));
+    this.output = y;
+    return y;
+  }
+
+  backward(dy: Float32Array): Float32Array {
+    if (!this.output) throw new Error('Sigmoid.backward called before forward');
+    const y = this.output;
+    const dx = new Float32Array(dy.length);
+    for (let i = 0; i < dy.length; i++) dx[i] = dy[i]! * y[i]! * (1 - y[i]!);
     return dx;
   }
 }

@@ -20,11 +20,6 @@ export function* moments(v: View4, x: FloatArray): Steps<Moments> {
   return { mean, m2 };
 }
 
-/** 1 / sqrt(var + eps) with the BIASED variance m2 / n (what normalization uses). */
-export function invstdOf(m2: Float64Array, n: number, eps: number): Float64Array {
-  return m2.map((v) => 1 / Math.sqrt(v / n + eps));
-}
-
 /** y = (x - mean) * scale + shift per group; w, b: optional per-position params (LayerNorm, RMSNorm). */
 export function* normalize(v: View4, x: FloatArray, y: FloatArray, mean: Float64Array, scale: Float64Array,
   shift: Float64Array, w: FloatArray | null = null, b: FloatArray | null = null): Steps<void> {
@@ -65,14 +60,6 @@ export function* applyGrad(v: View4, dy: FloatArray, x: FloatArray, dx: FloatArr
   yield call('backwardApply', ...geo(v), dy, x, dx, mean, coefs.a, coefs.b, coefs.c, w);
 }
 
-/** Gradients of per-position params: dw[k] = sum dy * (x - mean) * invstd, db[k] = sum dy (over groups). */
-export function* positionGrads(v: View4, dy: FloatArray, x: FloatArray, mean: Float64Array | null,
-  invstd: Float64Array): Steps<{ dw: Float64Array; db: Float64Array }> {
-  const dw = new Float64Array(v.K), db = new Float64Array(v.K);
-  yield call('paramGrad', ...geo(v), dy, x, mean, invstd, dw, db);
-  return { dw, db };
-}
-
 /**
  * Called with a training batch's statistics (mean and M2 per group, in float64) before the running statistics are
  * updated from them: false skips the update (the layers' nonFinite option); it may also throw.
@@ -83,22 +70,38 @@ export const acceptAll: StatsGuard = () => true;
 export interface TrainStats { mean: Float64Array; m2: Float64Array; invstd: Float64Array }
 
 /**
- * The whole training forward of a layer with one scale per group (BatchNorm, InstanceNorm): statistics, then
- * y = (x - mean) * invstd * gamma + beta — fused per group in the kernel where a group stays cache-resident.
+ * What a training op applies besides the group statistics, beyond one gamma/beta per group:
+ * `segments` parts per group with a gamma/beta each (GroupNorm: a group's C/G channels; gamma, beta, and the
+ * backward's sums then have groups * segments entries), per-position `w`/`b` (LayerNorm, length K), and `rms`
+ * (RMSNorm: centred at 0, invstd = 1 / sqrt(mean(x^2) + eps), no sum(dy) term in the backward).
+ */
+export interface Affine { segments?: number; w?: FloatArray | null; b?: FloatArray | null; rms?: boolean }
+
+/**
+ * The whole training forward of any layer: statistics, then y = (x - mean) * invstd * gamma * w + (beta or b) —
+ * fused per group in the kernel where a group stays cache-resident (one read of x from memory).
  */
 export function* forwardTrain(v: View4, x: FloatArray, y: FloatArray, eps: number, gamma: Float64Array | null,
-  beta: Float64Array | null): Steps<TrainStats> {
+  beta: Float64Array | null, af: Affine = {}): Steps<TrainStats> {
   const G = groupsOf(v), mean = new Float64Array(G), m2 = new Float64Array(G), invstd = new Float64Array(G);
-  yield call('forwardTrain', ...geo(v), x, y, eps, gamma, beta, mean, m2, invstd);
+  yield call('forwardTrain', ...geo(v), x, y, eps, gamma, beta, mean, m2, invstd, af.segments ?? 1, af.w ?? null,
+    af.b ?? null, af.rms ?? false);
   return { mean, m2, invstd };
 }
 
-/** The whole training backward of such a layer: dx through the batch statistics, and the per-group sums. */
+export interface TrainGrads extends GradSums { dw: Float64Array | null; db: Float64Array | null }
+
+/**
+ * The whole training backward: dx through the batch statistics, the sums of every segment, and with `columns`
+ * the per-position gradients dw[k] = sum dy * (x - mean) * invstd, db[k] = sum dy from the same pass.
+ */
 export function* backwardTrain(v: View4, dy: FloatArray, x: FloatArray, dx: FloatArray, mean: Float64Array,
-  invstd: Float64Array, gamma: Float64Array | null): Steps<GradSums> {
-  const sumDy = new Float64Array(groupsOf(v)), sumDyXmu = new Float64Array(groupsOf(v));
-  yield call('backwardTrain', ...geo(v), dy, x, dx, mean, invstd, gamma, sumDy, sumDyXmu);
-  return { sumDy, sumDyXmu };
+  invstd: Float64Array, gamma: Float64Array | null, af: Affine & { columns?: boolean } = {}): Steps<TrainGrads> {
+  const n = groupsOf(v) * (af.segments ?? 1), sumDy = new Float64Array(n), sumDyXmu = new Float64Array(n);
+  const dw = af.columns ? new Float64Array(v.K) : null, db = af.columns ? new Float64Array(v.K) : null;
+  yield call('backwardTrain', ...geo(v), dy, x, dx, mean, invstd, gamma, sumDy, sumDyXmu, af.segments ?? 1,
+    af.w ?? null, dw, db, af.rms ?? false);
+  return { sumDy, sumDyXmu, dw, db };
 }
 
 /**

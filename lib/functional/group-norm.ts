@@ -9,7 +9,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, ofInputKind, trainingCoefs } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, normalize, ofInputKind } from './core.js';
 
 /** Options of groupNorm: weight and bias per channel (C). */
 export interface GroupNormOptions extends AffineArgs, EpsArg, ChannelsLastArg, OutArg {}
@@ -55,54 +55,50 @@ function layout(x: Tensor, numGroups: unknown, channelsLast: boolean) {
   if (N * (C / G) * S === 1) {
     throw new RangeError(`Expected more than 1 value per channel when training, got input size ${formatShape([N * C / G, G, ...(channelsLast ? x.shape.slice(1, rank - 1) : x.shape.slice(2))])}`);
   }
-  return { G, N, C, S, M: (C / G) * S, views: groupNormViews(x.shape, G, channelsLast) };
+  return { G, N, C, S, views: groupNormViews(x.shape, G, channelsLast) };
 }
 
-/** A per-group array expanded to one entry per (sample, channel). */
-function expand(perGroup: ArrayLike<number>, N: number, C: number, G: number, f: (v: number, c: number) => number): Float64Array {
-  const out = new Float64Array(N * C), per = C / G;
-  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) out[n * C + c] = f(perGroup[n * G + Math.floor(c / per)]!, c);
-  return out;
-}
-
-/** y = (x − mean) · invstd · weight[c] + bias[c] with the group statistics: the forward's normalize pass. */
-function* applyGroupNorm(x: Tensor, y: FloatArray, G: number, channelsLast: boolean, mean: Float64Array, invstd: Float64Array,
-  weight: FloatArray | null, bias: FloatArray | null): Steps<void> {
-  const rank = x.shape.length, N = x.shape[0]!, C = x.shape[channelsLast ? rank - 1 : 1]!;
-  yield* normalize(groupNormViews(x.shape, G, channelsLast).channel, x.data, y, expand(mean, N, C, G, (v) => v),
-    expand(invstd, N, C, G, (v, c) => v * (weight ? weight[c]! : 1)), expand(mean, N, C, G, (_, c) => (bias ? bias[c]! : 0)));
+/** A per-channel parameter repeated for every sample: one entry per (sample, channel), the kernel's segments. */
+function perSampleChannel(p: FloatArray | null, N: number, C: number): Float64Array | null {
+  return p ? Float64Array.from({ length: N * C }, (_, i) => p[i % C]!) : null;
 }
 
 /**
  * The pre-activation output of a groupNorm forward again, into z, from its input, saved statistics and parameters
- * (the fused activation's backward recomputes its mask from it): the very pass the forward ran, so the same bits.
+ * (the fused activation's backward recomputes its mask from it): per (sample, channel), ((x − mean) − 0) · (invstd ·
+ * weight[c]) + bias[c] with the coefficients the forward's kernel used for that segment, so the same bits.
  */
 export function* groupNormRenormalize(x: Tensor, z: FloatArray, numGroups: number, channelsLast: boolean,
   saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
   if (isEmpty(x)) return;
-  yield* applyGroupNorm(x, z, numGroups, channelsLast, saved.mean, saved.invstd, saved.weight, saved.bias);
+  const rank = x.shape.length, N = x.shape[0]!, C = x.shape[channelsLast ? rank - 1 : 1]!, per = C / numGroups;
+  const group = (i: number) => Math.floor(i / C) * numGroups + Math.floor((i % C) / per);  // of entry (n, c) = i
+  const w = saved.weight, b = saved.bias, each = (f: (i: number) => number) => Float64Array.from({ length: N * C }, (_, i) => f(i));
+  yield* normalize(groupNormViews(x.shape, numGroups, channelsLast).channel, x.data, z, each((i) => saved.mean[group(i)]!),
+    each((i) => saved.invstd[group(i)]! * (w ? w[i % C]! : 1)), each((i) => (b ? b[i % C]! : 0)));
 }
 
 export function* groupNormSteps(input: Tensor, numGroups: number, options?: GroupNormOptions): Steps<GroupNormResult> {
   const o = parseOptions<GroupNormOptions>('groupNorm', options, SPEC);
   const x = checkTensor(input, 'input');
-  const { G, N, C, M, views } = layout(x, numGroups, o.channelsLast!);
+  const { G, N, C, views } = layout(x, numGroups, o.channelsLast!);
   const dtype = dtypeOf(x.data);
   const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtype);
   const bias = o.bias == null ? null : checkChannelArray(o.bias, 'bias', C, dtype);
   const y = outputArray(o.out, 'out', x);
   if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(N * G), saveInvstd: new Float64Array(N * G) };
-  const { mean, m2 } = yield* moments(views.stats, x.data);
-  const invstd = invstdOf(m2, M, o.eps!);
-  yield* applyGroupNorm(x, y, G, o.channelsLast!, mean, invstd, weight, bias);
-  return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
+  // Per group: statistics, then each of its C/G channels (the kernel's segments) normalized with its own affine,
+  // while the group is still in cache.
+  const s = yield* forwardTrain(views.stats, x.data, y, o.eps!, perSampleChannel(weight, N, C), perSampleChannel(bias, N, C),
+    { segments: C / G });
+  return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
 export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: number, options: GroupNormBackwardOptions): Steps<GroupNormBackwardResult> {
   const o = parseOptions<GroupNormBackwardOptions>('groupNormBackward', options, BACKWARD_SPEC);
   const x = checkTensor(xIn, 'input'), dy = checkTensor(dyIn, 'dy');
   checkSameTensor(dy, x);
-  const { G, N, C, M, views } = layout(x, numGroups, o.channelsLast!);
+  const { G, N, C, views } = layout(x, numGroups, o.channelsLast!);
   if (o.saveMean === undefined || o.saveInvstd === undefined) throw invalidType('groupNormBackward saveMean/saveInvstd', 'Float64Arrays', undefined);
   const mean = checkSavedStat(o.saveMean, 'saveMean', N * G), invstd = checkSavedStat(o.saveInvstd, 'saveInvstd', N * G);
   const weight = o.weight == null ? null : checkChannelArray(o.weight, 'weight', C, dtypeOf(x.data));
@@ -110,20 +106,14 @@ export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: nu
   const dweight = new Float64Array(C), dbias = new Float64Array(C);
   const result = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, dweight), dbias: asDtype(x.data, dbias) });
   if (isEmpty(x)) return result();
-  const w = (c: number) => (weight ? weight[c]! : 1), per = C / G;
-  const meanE = expand(mean, N, C, G, (v) => v);
-  const s = yield* gradSums(views.channel, dy.data, x.data, meanE);
-  // Per group: sum over its channels of w_c * sum(dy) and w_c * sum(dy (x - mean)) — the sums of dxhat.
-  const g1 = new Float64Array(N * G), g2 = new Float64Array(N * G);
+  const per = C / G;
+  // Per group, in one kernel: each channel's sum(dy) and sum(dy (x - mean)); the group's dxhat sums weigh them by
+  // w_c; dx while the group is in cache.
+  const s = yield* backwardTrain(views.stats, dy.data, x.data, dx, mean, invstd, perSampleChannel(weight, N, C), { segments: per });
   for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) {
     const i = n * C + c, g = n * G + Math.floor(c / per);
-    g1[g]! += w(c) * s.sumDy[i]!; g2[g]! += w(c) * s.sumDyXmu[i]!;
     dbias[c]! += s.sumDy[i]!; dweight[c]! += s.sumDyXmu[i]! * invstd[g]!;
   }
-  const k = trainingCoefs(N * G, M, invstd, () => 1, g1, g2);
-  yield* applyGrad(views.channel, dy.data, x.data, dx, meanE, {
-    a: expand(k.a, N, C, G, (v, c) => v * w(c)), b: expand(k.b, N, C, G, (v) => v), c: expand(k.c, N, C, G, (v) => v),
-  });
   return result();
 }
 

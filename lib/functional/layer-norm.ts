@@ -8,7 +8,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { applyGrad, asDtype, gradSums, invstdOf, moments, normalize, ofInputKind, positionGrads, trainingCoefs } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, normalize, ofInputKind } from './core.js';
 
 /** A normalizedShape argument: a positive integer or a non-empty array of them. */
 export function checkNormalizedShape(value: unknown, name = 'normalizedShape'): readonly number[] {
@@ -76,15 +76,13 @@ const LN_BACKWARD_SPEC: OptionSpec<LayerNormBackwardOptions> = {
 
 export function* layerNormSteps(input: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): Steps<LayerNormResult> {
   const o = parseOptions<LayerNormOptions>('layerNorm', options, LN_SPEC);
-  const { x, view, D, weight, bias, out } = checkInput(input, normalizedShape, o.weight, o.bias, o.out);
+  const { x, view, weight, bias, out } = checkInput(input, normalizedShape, o.weight, o.bias, o.out);
   if (isEmpty(x)) return { y: { data: out, shape: x.shape }, saveMean: new Float64Array(view.P), saveInvstd: new Float64Array(view.P) };
-  const { mean, m2 } = yield* moments(view, x.data);
-  const invstd = invstdOf(m2, D, o.eps!);
-  yield* normalize(view, x.data, out, mean, invstd, new Float64Array(view.P), weight, bias);  // as layerNormRenormalize
-  return { y: { data: out, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
+  // Statistics and normalize per row block in one kernel: a row is normalized while it is still in L1.
+  const s = yield* forwardTrain(view, x.data, out, o.eps!, null, null, { w: weight, b: bias });  // as layerNormRenormalize
+  return { y: { data: out, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
-/** paramGrads false (frozen weight and bias): the per-position reductions are skipped (zeros). */
 /**
  * The pre-activation output of a layerNorm forward again, into z, from its input, saved statistics and parameters
  * (the fused activation's backward recomputes its mask from it): the very pass the forward ran, so the same bits.
@@ -96,6 +94,7 @@ export function* layerNormRenormalize(x: Tensor, z: FloatArray, D: number,
   yield* normalize(view, x.data, z, saved.mean, saved.invstd, new Float64Array(view.P), saved.weight, saved.bias);
 }
 
+/** paramGrads false (frozen weight and bias): the per-position column sums are skipped (zeros). */
 export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape: number | readonly number[],
   options: LayerNormBackwardOptions, paramGrads = true): Steps<LayerNormBackwardResult> {
   const o = parseOptions<LayerNormBackwardOptions>('layerNormBackward', options, LN_BACKWARD_SPEC);
@@ -108,13 +107,10 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
     dx: { data: out, shape: x.shape }, dweight: weight ? asDtype(x.data, dw) : null, dbias: bias ? asDtype(x.data, db) : null,
   });
   if (isEmpty(x)) return grads(new Float64Array(D), new Float64Array(D));
-  // dxhat = dy * w: the kernel weights dy by the position params, so the group scale below is 1.
-  const s = yield* gradSums(view, dy.data, x.data, mean, weight);
-  // The position sums before dx: every read of dy precedes the write of dx, so out may be dy's own memory (the fused
-  // activation's backward runs in place on the masked gradient).
-  const p = paramGrads && (weight || bias) ? yield* positionGrads(view, dy.data, x.data, mean, invstd) : { dw: new Float64Array(D), db: new Float64Array(D) };
-  yield* applyGrad(view, dy.data, x.data, out, mean, trainingCoefs(view.P, D, invstd, () => 1, s.sumDy, s.sumDyXmu), weight);
-  return grads(p.dw, p.db);
+  // One pass: per row sum(dy * w) and sum(dy * w * (x - mean)), dx from the L1-resident row, and the weight/bias
+  // column sums into per-block partials (dxhat = dy * w: the kernel weights dy, so the group scale is 1).
+  const r = yield* backwardTrain(view, dy.data, x.data, out, mean, invstd, null, { w: weight, columns: paramGrads && (weight !== null || bias !== null) });
+  return grads(r.dw ?? new Float64Array(D), r.db ?? new Float64Array(D));
 }
 
 /** torch.nn.functional.layer_norm: normalizes each row over the trailing normalizedShape dims (biased variance). */
@@ -178,15 +174,12 @@ export function machineEpsilon(x: FloatArray): number {
 
 export function* rmsNormSteps(input: Tensor, normalizedShape: number | readonly number[], options?: RmsNormOptions): Steps<RmsNormResult> {
   const o = parseOptions<RmsNormOptions>('rmsNorm', options, RMS_SPEC);
-  const { x, view, D, weight, out } = checkInput(input, normalizedShape, o.weight, null, o.out);
+  const { x, view, weight, out } = checkInput(input, normalizedShape, o.weight, null, o.out);
   if (isEmpty(x)) return { y: { data: out, shape: x.shape }, saveInvRms: new Float64Array(view.P) };
-  const { mean, m2 } = yield* moments(view, x.data);
   const eps = o.eps ?? machineEpsilon(x.data);  // null: the dtype's machine epsilon, as torch.nn.RMSNorm
-  // mean(x^2) = M2 / D + mean^2: two non-negative terms, no cancellation.
-  const invRms = m2.map((v, g) => 1 / Math.sqrt(v / D + mean[g]! * mean[g]! + eps));
-  const zeros = new Float64Array(view.P);
-  yield* normalize(view, x.data, out, zeros, invRms, zeros, weight, null);
-  return { y: { data: out, shape: x.shape }, saveInvRms: invRms };
+  // The kernel's invstd in rms mode: 1 / sqrt(M2 / D + mean^2 + eps) = 1 / sqrt(mean(x^2) + eps), no cancellation.
+  const s = yield* forwardTrain(view, x.data, out, eps, null, null, { w: weight, rms: true });
+  return { y: { data: out, shape: x.shape }, saveInvRms: s.invstd };
 }
 
 /** paramGrads false (frozen weight): the per-position reduction is skipped (zeros). */
@@ -201,10 +194,8 @@ export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape
   if (isEmpty(x)) return { dx: { data: out, shape: x.shape }, dweight: weight ? asDtype(x.data, new Float64Array(D)) : null };
   // dx = r * (dy * w) - x * r^3 * sum(dy * w * x) / D: the centered formulas with mean 0 and no sum(dy) term.
   const zeros = new Float64Array(view.P);
-  const s = yield* gradSums(view, dy.data, x.data, zeros, weight);
-  yield* applyGrad(view, dy.data, x.data, out, zeros, trainingCoefs(view.P, D, invRms, () => 1, zeros, s.sumDyXmu), weight);
-  const p = weight && paramGrads ? yield* positionGrads(view, dy.data, x.data, null, invRms) : null;
-  return { dx: { data: out, shape: x.shape }, dweight: weight ? asDtype(x.data, p ? p.dw : new Float64Array(D)) : null };
+  const r = yield* backwardTrain(view, dy.data, x.data, out, zeros, invRms, null, { w: weight, rms: true, columns: weight !== null && paramGrads });
+  return { dx: { data: out, shape: x.shape }, dweight: weight ? asDtype(x.data, r.dw ?? new Float64Array(D)) : null };
 }
 
 /** torch.nn.functional.rms_norm: y = x / sqrt(mean(x²) + eps) * weight over the trailing normalizedShape dims. */

@@ -17,7 +17,7 @@
 // "__metadata__" values are strings. Only then is anything allocated, and every tensor is copied into a fresh,
 // aligned typed array (the input may have any byteOffset; the result never shares its memory).
 import { formatShape, invalidRange, invalidType } from '../errors.js';
-import { checkShape, numel, type Tensor } from '../tensor.js';
+import { checkShape, isDetached, numel, type Tensor } from '../tensor.js';
 
 /** An int64 tensor, as PyTorch's num_batches_tracked (BigInt64Array(1), shape []). */
 export interface Int64Tensor {
@@ -77,20 +77,6 @@ function compareCodePoints(a: string, b: string): number {
 
 function isPlainRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
-}
-
-/** Whether a view's ArrayBuffer is detached (ArrayBuffer#detached is missing before Node 22, hence the probe). */
-function isDetached(a: ArrayBufferView): boolean {
-  const b = a.buffer as ArrayBuffer & { detached?: boolean };
-  if (!(b instanceof ArrayBuffer)) return false;
-  if (typeof b.detached === 'boolean') return b.detached;
-  if (b.byteLength !== 0) return false;
-  try {
-    new Uint8Array(b);
-    return false;
-  } catch {
-    return true;
-  }
 }
 
 /** Defines an own enumerable property, safe for a key such as "__proto__". */

@@ -93,6 +93,8 @@ export class LayerNorm extends TrailingNorm {
   /** Whether weight (and bias) exist. */
   readonly elementwiseAffine: boolean;
   private saved: { x: Tensor; mean: Float64Array; invstd: Float64Array } | null = null;
+  // The single-pass backward sums dy * xhat into the position gradients after writing a row's dx.
+  protected override readonly backwardInPlace = false;
 
   /**
    * @param normalizedShape the trailing dims to normalize over: a positive integer or a non-empty array of them

@@ -51,6 +51,13 @@ export abstract class Layer extends Module {
     return this.lastResidualGrad;
   }
 
+  /**
+   * Whether this layer's backward may write dx over dy (every element of dy read before its dx is written): the
+   * fused activation's backward then needs no buffer beyond dx. LayerNorm's single-pass kernel reads dy again for
+   * the position gradients after writing dx, so it says false.
+   */
+  protected readonly backwardInPlace: boolean = true;
+
   protected setActivation(activation: Activation): void {
     this.fused = activation;
   }
@@ -118,13 +125,13 @@ export abstract class Layer extends Module {
       if (t && o.residualOut && t.buffer === o.residualOut.buffer) throw new RangeError(`${owner}: residualOut must not share memory with dy, out or the residual`);
     }
     if (o.out && o.out.buffer === dy.data.buffer) throw new RangeError(`${owner}: out must not share memory with dy (with an activation, dy is read after out is written)`);
-    // dz, the masked gradient: the residual's gradient when there was a residual; otherwise dx's own array, and the
-    // layer's backward runs in place on it (every backward reads an element of dy before writing it in dx), so no
-    // tensor-sized buffer is allocated beyond dx.
-    const dz = o.residualOut ?? (saved.residual || !o.out ? allocate(this.dtype, n) : o.out);
+    // dz, the masked gradient: the residual's gradient when there was a residual; otherwise, where the layer's
+    // backward can run in place (backwardInPlace), dx's own array, so no tensor-sized buffer beyond dx.
+    const inPlace = !saved.residual && this.backwardInPlace;
+    const dz = o.residualOut ?? (inPlace ? o.out ?? allocate(this.dtype, n) : allocate(this.dtype, n));
     yield* this.renormalizeSteps(dz);
     yield* reluMask(dz, saved.residual?.data ?? null, dy.data);
-    const dx = yield* this.backwardSteps({ data: dz, shape: dy.shape }, saved.residual ? o.out : dz);
+    const dx = yield* this.backwardSteps({ data: dz, shape: dy.shape }, inPlace ? dz : o.out);
     this.lastResidualGrad = saved.residual ? { data: dz, shape: dy.shape } : null;
     return dx;
   }

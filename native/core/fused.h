@@ -1,72 +1,142 @@
-// Whole operations for the layers whose groups carry one scale each (BatchNorm, InstanceNorm): the training
-// forward (statistics, then normalize) and the training backward (sums, then dx).
+// Whole training operations, for every layer: the forward (statistics, then normalize) and the backward (sums,
+// then dx, and the per-position weight/bias gradients in the same pass).
 //
-// Where a group fits in cache (the group walk, e.g. NCHW with a channel of a few hundred KB), one task does the
-// whole group: its statistics, then its normalize (or dx) while the group is still in L2/L3, so the input comes
-// from DRAM once (1 read + 1 write forward, 2 reads + 1 write backward, instead of 2+1 and 4+1). Otherwise the
-// same tile functions run in two phases over all groups. Both orders compute every tile and merge them in the
+// Where a group fits in cache (the group walk: an NCHW channel, a GroupNorm group, a LayerNorm row), one task does
+// the whole group: its statistics, then its normalize (or dx) while the group is still in L1/L2/L3, so the input
+// comes from DRAM once (1 read + 1 write forward, 2 reads + 1 write backward, instead of 2+1 and 4+1). Otherwise
+// the same tile functions run in two phases over all groups. Both orders compute every tile and merge them in the
 // same fixed order, so the choice — which may depend on the thread count — never changes a bit of the result.
 #pragma once
 
 // A group this small stays cache-resident between the two passes of its task.
 constexpr int64_t kFuseBytes = int64_t(2) << 20;
 
-inline bool fuses(const Geometry& g, const Plan& pl, int64_t elem_bytes, int threads) {
+// What a training op applies besides the group statistics; every part is optional:
+//   y = (x - mean) * invstd * gamma[c] * w[k] + (beta[c] or b[k]),  c = the group's segment, k = the position.
+template <typename T>
+struct Affine {
+  // Each group's elements are cut into `segments` equal parts with a gamma and beta of their own (GroupNorm: the
+  // C/G channels of a group); gamma and beta then hold groups * segments entries. 1: one per group.
+  int64_t segments;
+  const double* gamma;
+  const double* beta;
+  PositionParams<T> pos;  // per position k of a run (LayerNorm, RMSNorm; A == 1 and segments == 1 only)
+  // RMSNorm: normalize around 0 with invstd = 1 / sqrt(mean(x^2) + eps) = 1 / sqrt(M2 / n + mean^2 + eps) (two
+  // non-negative terms: no cancellation), and the backward has no sum(dy) term.
+  bool rms;
+};
+
+// The segments of every group as groups of their own (GroupNorm: the channel view [N][C][S], or [N][S][C]).
+inline Geometry segment_geometry(const Geometry& g, int64_t segments) {
+  return Geometry{g.P, g.A, g.B * segments, g.K / segments};
+}
+
+inline bool fuses(const Geometry& g, const Plan& pl, int64_t elem_bytes, int threads, int64_t segments) {
   if (pl.row_walk || g.group_size() * elem_bytes > kFuseBytes) return false;
+  if (segments > 1 && g.A > 1) return false;  // segments of a strided group would be walked row by row
   // One task per group: only when the groups spread evenly over the threads.
   return threads <= 1 || g.groups() % threads == 0 || g.groups() >= 8 * threads;
 }
 
-// mean, M2 and invstd = 1 / sqrt(M2 / n + eps) of group `grp` from its merged tiles (group walk).
-inline void finalize_group(const Plan& pl, int64_t grp, double n, double eps, double* pn, double* pmean, double* pm2,
-                           double* mean, double* m2, double* invstd) {
+// Inputs of one group (x, or x and dy) that L3 mostly holds between two passes when the second pass reads the last
+// read first (7/8 of a 32 MiB L3; outputs stream past it).
+constexpr int64_t kWaveBytes = int64_t(28) << 20;
+
+// Groups too large for one task but within L3 (a [256,3,112,112] channel is 12.8 MB): all threads work on one
+// group at a time — its tiles' statistics, the merge, then its normalize (or dx) over the same tiles, last read
+// first, while L3 still holds them: about one DRAM read instead of two. Never fewer hits than the two-phase walk
+// (whose second pass finds only the tensor's last L3-worth cached), at the price of two parallel regions per group,
+// which the lower bound (a group's pass moves at least 2 MB) keeps small.
+inline bool waves(const Geometry& g, const Plan& pl, int64_t input_bytes, int threads) {
+  const int64_t bytes = g.group_size() * input_bytes;
+  return !pl.row_walk && threads > 1 && bytes > kFuseBytes && bytes <= kWaveBytes && pl.tiles >= 4 * threads;
+}
+
+// Scratch (doubles) forward_train and backward_train need; `columns`: backward with per-position gradients.
+inline int64_t fused_scratch_doubles(const Geometry& g, int64_t segments, bool columns) {
+  const Geometry cg = segment_geometry(g, segments);
+  const int64_t cols = columns ? 2 * param_grad_blocks(g) * g.K : 0;
+  return cg.groups() + scratch_doubles(g, false) + scratch_doubles(cg, false) + cols;
+}
+
+// mean and M2 of group `grp` from its merged tiles (group walk).
+inline void finalize_group(const Plan& pl, int64_t grp, double* pn, double* pmean, double* pm2, double* mean,
+                           double* m2) {
   const int64_t o = grp * pl.tiles;
   merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles);
   mean[grp] = pmean[o]; m2[grp] = pm2[o];
-  invstd[grp] = 1.0 / std::sqrt(m2[grp] / n + eps);
 }
 
-// Training forward: mean, M2, invstd of each group (biased variance), and
-//   y = (x - mean) * (invstd * gamma) + beta   (gamma, beta per group; null: 1, 0).
+// Training forward: mean, M2 (biased) and invstd of each group, and y as above.
 template <typename T>
-void forward_train(const T* x, T* y, const Geometry& g, double eps, const double* gamma, const double* beta,
-                   double* mean, double* m2, double* invstd, double* scratch, int threads) noexcept {
+void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, double eps, double* mean, double* m2,
+                   double* invstd, double* scratch, int threads) noexcept {
   const Plan pl = make_plan(g);
+  const Geometry cg = segment_geometry(g, af.segments);
+  const Plan cpl = make_plan(cg);
   threads = threads_for(g, threads);
   const double n = static_cast<double>(g.group_size());
   const bool stream = streams<T>(g);
-  const auto coefs_of = [&](int64_t grp, T& hi, T& lo, T& s, T& t) {
-    split_mean(mean[grp], hi, lo);
-    s = static_cast<T>(invstd[grp] * (gamma ? gamma[grp] : 1.0));
-    t = static_cast<T>(beta ? beta[grp] : 0.0);
+  const auto finish = [&](int64_t grp) {
+    const double var = af.rms ? m2[grp] / n + mean[grp] * mean[grp] : m2[grp] / n;
+    invstd[grp] = 1.0 / std::sqrt(var + eps);
   };
-  if (fuses(g, pl, sizeof(T), threads)) {
+  const auto coefs_of = [&](int64_t c, T& hi, T& lo, T& s, T& t) {  // segment c of cg
+    const int64_t grp = c / af.segments;
+    split_mean(af.rms ? 0.0 : mean[grp], hi, lo);
+    s = static_cast<T>(invstd[grp] * (af.gamma ? af.gamma[c] : 1.0));
+    t = static_cast<T>(af.beta ? af.beta[c] : 0.0);
+  };
+  if (fuses(g, pl, sizeof(T), threads, af.segments)) {
     double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
     parallel_for(g.groups(), threads, [&](int64_t grp) {
       for (int64_t t = 0; t < pl.tiles; ++t) {
         const int64_t i = grp * pl.tiles + t;
         tile_moments(x, g, pl, grp, t, pn[i], pmean[i], pm2[i]);
       }
-      finalize_group(pl, grp, n, eps, pn, pmean, pm2, mean, m2, invstd);
-      T hi, lo, s, sh;
-      coefs_of(grp, hi, lo, s, sh);
-      for (int64_t t = 0; t < pl.tiles; ++t)
-        elementwise_tile<T>(x, nullptr, y, g, pl, grp, t, hi, lo, s, sh, T(0), PositionParams<T>{}, stream);
+      finalize_group(pl, grp, pn, pmean, pm2, mean, m2);
+      finish(grp);
+      for (int64_t c = grp * af.segments; c < (grp + 1) * af.segments; ++c) {
+        T hi, lo, s, sh;
+        coefs_of(c, hi, lo, s, sh);
+        for (int64_t t = 0; t < cpl.tiles; ++t)
+          elementwise_tile<T>(x, nullptr, y, cg, cpl, c, t, hi, lo, s, sh, T(0), af.pos, stream);
+      }
       if (stream) stream_fence();
     });
     return;
   }
+  if (waves(g, pl, sizeof(T), threads) && (af.segments == 1 || g.A == 1)) {
+    double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
+    const int64_t seg_tasks = af.segments * cpl.tiles;
+    for (int64_t grp = 0; grp < g.groups(); ++grp) {
+      parallel_for(pl.tiles, threads, [&](int64_t t) {
+        const int64_t i = grp * pl.tiles + t;
+        tile_moments(x, g, pl, grp, t, pn[i], pmean[i], pm2[i]);
+      });
+      finalize_group(pl, grp, pn, pmean, pm2, mean, m2);
+      finish(grp);
+      parallel_for(seg_tasks, threads, [&](int64_t i) {
+        const int64_t task = seg_tasks - 1 - i, c = grp * af.segments + task / cpl.tiles;
+        T hi, lo, s, sh;
+        coefs_of(c, hi, lo, s, sh);
+        elementwise_tile<T>(x, nullptr, y, cg, cpl, c, task % cpl.tiles, hi, lo, s, sh, T(0), af.pos, stream);
+        if (stream) stream_fence();
+      });
+    }
+    return;
+  }
   moments<T>(x, g, mean, m2, scratch, threads);
-  for (int64_t grp = 0; grp < g.groups(); ++grp) invstd[grp] = 1.0 / std::sqrt(m2[grp] / n + eps);
-  const int64_t G = g.groups();
-  T* base = reinterpret_cast<T*>(scratch);
-  const GroupCoefs<T> c{base, base + G, base + 2 * G, base + 3 * G};
-  for (int64_t grp = 0; grp < G; ++grp) coefs_of(grp, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp]);
-  elementwise<T>(x, nullptr, y, g, c, nullptr, PositionParams<T>{}, threads, /*reverse=*/true);
+  for (int64_t grp = 0; grp < g.groups(); ++grp) finish(grp);
+  const int64_t C = cg.groups();
+  T* base = reinterpret_cast<T*>(scratch);  // the partials are spent
+  const GroupCoefs<T> c{base, base + C, base + 2 * C, base + 3 * C};
+  for (int64_t i = 0; i < C; ++i) coefs_of(i, c.hi[i], c.lo[i], c.s[i], c.t[i]);
+  elementwise<T>(x, nullptr, y, cg, c, nullptr, af.pos, threads, /*reverse=*/true);
 }
 
 // dx coefficients through the batch statistics of a group of n elements (the same formula as lib/functional/
-// core.ts trainingCoefs, which serves the layers whose scale varies inside a group):
+// core.ts trainingCoefs):
 //   a = gamma * invstd,  b = -a * invstd^2 * sum(dy (x - mean)) / n,  c = -a * sum(dy) / n.
 inline void training_coefs(double gamma, double invstd, double n, double s_dy, double s_dyx, double& a, double& b,
                            double& c) {
@@ -75,38 +145,118 @@ inline void training_coefs(double gamma, double invstd, double n, double s_dy, d
   c = -a * s_dy / n;
 }
 
-// Training backward: per group sum(dy) and sum(dy (x - mean)) (for dweight, dbias), and
-//   dx = a * dy + b * (x - mean) + c.
-template <typename T>
-void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const double* mean, const double* invstd,
-                    const double* gamma, double* sum_dy, double* sum_dyx, double* scratch, int threads) noexcept {
-  const Plan pl = make_plan(g);
-  threads = threads_for(g, threads);
-  const double n = static_cast<double>(g.group_size());
-  const bool stream = streams<T>(g);
-  if (fuses(g, pl, sizeof(T), threads)) {
-    double* p_dy = scratch; double* p_dyx = scratch + pl.partials;
-    parallel_for(g.groups(), threads, [&](int64_t grp) {
-      const int64_t o = grp * pl.tiles;
-      for (int64_t t = 0; t < pl.tiles; ++t) tile_grad_sums<T>(dy, x, nullptr, g, pl, grp, t, mean, p_dy[o + t], p_dyx[o + t]);
-      merge_sums_pairwise(p_dy + o, pl.tiles);
-      merge_sums_pairwise(p_dyx + o, pl.tiles);
-      sum_dy[grp] = p_dy[o]; sum_dyx[grp] = p_dyx[o];
-      double a, b, c;
-      training_coefs(gamma ? gamma[grp] : 1.0, invstd[grp], n, sum_dy[grp], sum_dyx[grp], a, b, c);
-      T hi, lo;
-      split_mean(mean[grp], hi, lo);
-      for (int64_t t = 0; t < pl.tiles; ++t)
-        elementwise_tile<T>(x, dy, dx, g, pl, grp, t, hi, lo, static_cast<T>(b), static_cast<T>(c), static_cast<T>(a),
-                            PositionParams<T>{}, stream);
-      if (stream) stream_fence();
-    });
+// The coefficients of group grp, dx = a_c * (dy * w) + b * (x - mean) + c with a_c = a * gamma_c, from its
+// segments' sums. One gamma per group: training_coefs with it (a_c = a). Several (GroupNorm): the sums of
+// dxhat = dy * gamma_c are the gamma-weighted segment sums, and a = invstd.
+inline void group_grad_coefs(const double* gamma, int64_t segments, int64_t grp, double invstd, double n, bool rms,
+                             const double* sum_dy, const double* sum_dyx, double& a, double& b, double& c) {
+  if (segments == 1) {
+    training_coefs(gamma ? gamma[grp] : 1.0, invstd, n, rms ? 0.0 : sum_dy[grp], sum_dyx[grp], a, b, c);
     return;
   }
-  backward_reduce<T>(dy, x, g, mean, nullptr, sum_dy, sum_dyx, scratch, threads);
-  const int64_t G = g.groups();
-  double* a = scratch; double* b = a + G; double* c = b + G;  // the reduce's partials are spent
-  for (int64_t grp = 0; grp < G; ++grp)
-    training_coefs(gamma ? gamma[grp] : 1.0, invstd[grp], n, sum_dy[grp], sum_dyx[grp], a[grp], b[grp], c[grp]);
-  backward_apply<T>(dy, x, dx, g, mean, a, b, c, nullptr, c + G, threads, /*reverse=*/true);
+  double g1 = 0, g2 = 0;
+  for (int64_t i = grp * segments; i < (grp + 1) * segments; ++i) {
+    const double w = gamma ? gamma[i] : 1.0;
+    g1 += w * sum_dy[i];
+    g2 += w * sum_dyx[i];
+  }
+  training_coefs(1.0, invstd, n, rms ? 0.0 : g1, g2, a, b, c);
+}
+
+inline double segment_scale(const double* gamma, int64_t segments, int64_t c, double a) {
+  return segments == 1 || !gamma ? a : a * gamma[c];
+}
+
+// Training backward: per segment sum(dy * w) and sum(dy * w * (x - mean)) (sum_dy, sum_dyx: groups * segments
+// entries), dx = a_c * (dy * w) + b * (x - mean) + c, and with dw or db (per-position params, A == 1) the column
+// sums dw[k] = sum dy * (x - mean) * invstd, db[k] = sum dy, from the same read of the row.
+template <typename T>
+void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Affine<T>& af, const double* mean,
+                    const double* invstd, double* sum_dy, double* sum_dyx, double* dw, double* db, double* scratch,
+                    int threads) noexcept {
+  const Plan pl = make_plan(g);
+  const int64_t seg = af.segments, G = g.groups(), K = g.K;
+  const Geometry cg = segment_geometry(g, seg);
+  const Plan cpl = make_plan(cg);
+  const int64_t C = cg.groups();
+  threads = threads_for(g, threads);
+  const double n = static_cast<double>(g.group_size());
+  const bool stream = streams<T>(g), columns = dw || db;
+  const auto centre = [&](int64_t grp) { return af.rms ? 0.0 : mean[grp]; };
+  // Column partials: one row of K per block of groups, the blocks param_grad cuts (same bits either way).
+  const int64_t blocks = columns ? param_grad_blocks(g) : 0;
+  double* pw = scratch + (fused_scratch_doubles(g, seg, columns) - 2 * blocks * K); double* pb = pw + blocks * K;
+  if (fuses(g, pl, sizeof(T), threads, seg)) {
+    double* p_dy = scratch; double* p_dyx = p_dy + cpl.partials;
+    const int64_t tasks = columns ? blocks : G, per = ceil_div(G, tasks);
+    parallel_for(tasks, threads, [&](int64_t task) {
+      double* cw = pw + task * K; double* cb = pb + task * K;
+      if (columns)
+        for (int64_t k = 0; k < K; ++k) cw[k] = 0, cb[k] = 0;
+      for (int64_t grp = task * per; grp < min_i64(G, (task + 1) * per); ++grp) {
+        const double mu = centre(grp);
+        for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
+          const int64_t o = c * cpl.tiles;
+          for (int64_t t = 0; t < cpl.tiles; ++t)
+            tile_grad_sums<T>(dy, x, af.pos.w, cg, cpl, c, t, mu, p_dy[o + t], p_dyx[o + t]);
+          merge_sums_pairwise(p_dy + o, cpl.tiles);
+          merge_sums_pairwise(p_dyx + o, cpl.tiles);
+          sum_dy[c] = p_dy[o]; sum_dyx[c] = p_dyx[o];
+        }
+        double a, b, cc;
+        group_grad_coefs(af.gamma, seg, grp, invstd[grp], n, af.rms, sum_dy, sum_dyx, a, b, cc);
+        T hi, lo;
+        split_mean(mu, hi, lo);
+        for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
+          const T ac = static_cast<T>(segment_scale(af.gamma, seg, c, a));
+          for (int64_t t = 0; t < cpl.tiles; ++t)
+            elementwise_tile<T>(x, dy, dx, cg, cpl, c, t, hi, lo, static_cast<T>(b), static_cast<T>(cc), ac, af.pos,
+                                stream);
+        }
+        if (columns) add_param_grad_row(cw, cb, dy + grp * K, x + grp * K, K, mu, invstd[grp]);
+      }
+      if (stream) stream_fence();
+    });
+    if (columns) finish_param_grad(pw, pb, blocks, K, dw, db);
+    return;
+  }
+  if (!columns && waves(g, pl, 2 * sizeof(T), threads) && (seg == 1 || g.A == 1)) {
+    double* p_dy = scratch; double* p_dyx = p_dy + cpl.partials;
+    const int64_t seg_tasks = seg * cpl.tiles;
+    for (int64_t grp = 0; grp < G; ++grp) {
+      const double mu = centre(grp);
+      const int64_t o = grp * seg_tasks;  // == (grp * seg) * cpl.tiles: the partials of the group's first segment
+      parallel_for(seg_tasks, threads, [&](int64_t i) {
+        tile_grad_sums<T>(dy, x, af.pos.w, cg, cpl, grp * seg + i / cpl.tiles, i % cpl.tiles, mu, p_dy[o + i],
+                          p_dyx[o + i]);
+      });
+      for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
+        merge_sums_pairwise(p_dy + c * cpl.tiles, cpl.tiles);
+        merge_sums_pairwise(p_dyx + c * cpl.tiles, cpl.tiles);
+        sum_dy[c] = p_dy[c * cpl.tiles]; sum_dyx[c] = p_dyx[c * cpl.tiles];
+      }
+      double a, b, cc;
+      group_grad_coefs(af.gamma, seg, grp, invstd[grp], n, af.rms, sum_dy, sum_dyx, a, b, cc);
+      T hi, lo;
+      split_mean(mu, hi, lo);
+      parallel_for(seg_tasks, threads, [&](int64_t i) {
+        const int64_t task = seg_tasks - 1 - i, c = grp * seg + task / cpl.tiles;
+        elementwise_tile<T>(x, dy, dx, cg, cpl, c, task % cpl.tiles, hi, lo, static_cast<T>(b), static_cast<T>(cc),
+                            static_cast<T>(segment_scale(af.gamma, seg, c, a)), af.pos, stream);
+        if (stream) stream_fence();
+      });
+    }
+    return;
+  }
+  double* me = scratch; double* rest = scratch + C;  // the centre of every segment, then the kernels' scratch
+  for (int64_t c = 0; c < C; ++c) me[c] = centre(c / seg);
+  backward_reduce<T>(dy, x, cg, me, af.pos.w, sum_dy, sum_dyx, rest, threads);
+  double* a = rest; double* b = a + C; double* cc = b + C;  // the reduce's partials are spent
+  for (int64_t grp = 0; grp < G; ++grp) {
+    double a0, b0, c0;
+    group_grad_coefs(af.gamma, seg, grp, invstd[grp], n, af.rms, sum_dy, sum_dyx, a0, b0, c0);
+    for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) a[c] = segment_scale(af.gamma, seg, c, a0), b[c] = b0, cc[c] = c0;
+  }
+  backward_apply<T>(dy, x, dx, cg, me, a, b, cc, af.pos.w, cc + C, threads, /*reverse=*/true);
+  if (columns) param_grad<T>(dy, x, g, me, invstd, dw, db, pw, threads);
 }

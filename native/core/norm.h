@@ -183,6 +183,28 @@ inline void affine_run_positional(const T* x, const T* dy, T* out, int64_t len, 
   }
 }
 
+// The same, streaming the aligned body (see core/simd.h); the expressions are affine_run_positional's.
+template <typename T>
+inline void affine_run_positional_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
+                                         const T* w, const T* b) {
+  constexpr int64_t W = kVecBytes / sizeof(T);
+  const int64_t head = head_to_align(out, len);
+  affine_run_positional(x, dy, out, head, hi, lo, s, t, a, w, b);
+  int64_t i = head;
+  const auto vhi = vset(hi), vlo = vset(lo), vs = vset(s), vt = vset(t), va = vset(a), one = vset(T(1));
+  if (dy) {
+    for (; i + W <= len; i += W)
+      vstream(out + i, va * (vload(dy + i) * (w ? vload(w + i) : one)) + ((vload(x + i) - vhi) - vlo) * vs + vt);
+  } else if (b) {
+    for (; i + W <= len; i += W)
+      vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vload(b + i));
+  } else {
+    for (; i + W <= len; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vt);
+  }
+  affine_run_positional(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a, w ? w + i : nullptr,
+                        b ? b + i : nullptr);
+}
+
 template <typename T>
 inline bool streams(const Geometry& g) {
   return g.numel() * static_cast<int64_t>(sizeof(T)) > kStreamBytes;
@@ -195,7 +217,10 @@ inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g,
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
     const T* d = dy ? dy + off : nullptr;
-    if (pos.w || pos.b)
+    if ((pos.w || pos.b) && stream)
+      affine_run_positional_stream(x + off, d, out + off, len, hi, lo, s, t, a, pos.w ? pos.w + k0 : nullptr,
+                                   pos.b ? pos.b + k0 : nullptr);
+    else if (pos.w || pos.b)
       affine_run_positional(x + off, d, out + off, len, hi, lo, s, t, a, pos.w ? pos.w + k0 : nullptr,
                             pos.b ? pos.b + k0 : nullptr);
     else if (stream)
@@ -315,11 +340,11 @@ inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, d
 // sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group.
 template <typename T>
 inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
-                           int64_t tile, const double* mean, double& s_dy, double& s_dyx) {
+                           int64_t tile, double mean, double& s_dy, double& s_dyx) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   double a[kLanes] = {}, b[kLanes] = {};
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
-    add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean[grp]);
+    add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
   });
   s_dy = combine_lanes(a); s_dyx = combine_lanes(b);
 }
@@ -332,7 +357,7 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
   double* p_dy = scratch; double* p_dyx = scratch + pl.partials;
   if (!pl.row_walk) {
     parallel_for(pl.tasks, threads, [&](int64_t task) {
-      tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean, p_dy[task], p_dyx[task]);
+      tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean[task / pl.tiles], p_dy[task], p_dyx[task]);
     });
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
@@ -378,6 +403,27 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
 // Blocks of groups are cut from the shape; each block's column partials are merged in a fixed pairwise order.
 // ---------------------------------------------------------------------------------------------------------------
 
+// One group's (row's) share of a block's column partials w[K], b[K].
+template <typename T>
+inline void add_param_grad_row(double* w, double* b, const T* d, const T* xr, int64_t K, double m, double inv) {
+#pragma omp simd
+  for (int64_t k = 0; k < K; ++k) {
+    const double dd = static_cast<double>(d[k]);
+    b[k] += dd;
+    w[k] += dd * ((static_cast<double>(xr[k]) - m) * inv);
+  }
+}
+
+// Merges the blocks' column partials (pw, pb: blocks rows of K) in the fixed order; dw, db may be null.
+inline void finish_param_grad(double* pw, double* pb, int64_t blocks, int64_t K, double* dw, double* db) {
+  merge_sums_rows(pw, blocks, K);
+  merge_sums_rows(pb, blocks, K);
+  for (int64_t k = 0; k < K; ++k) {
+    if (dw) dw[k] = pw[k];
+    if (db) db[k] = pb[k];
+  }
+}
+
 template <typename T>
 void param_grad(const T* dy, const T* x, const Geometry& g, const double* mean, const double* invstd, double* dw,
                 double* db, double* scratch, int threads) noexcept {
@@ -386,18 +432,8 @@ void param_grad(const T* dy, const T* x, const Geometry& g, const double* mean, 
   parallel_for(blocks, threads_for(g, threads), [&](int64_t blk) {
     double* w = pw + blk * K; double* b = pb + blk * K;
     for (int64_t k = 0; k < K; ++k) w[k] = 0, b[k] = 0;
-    for (int64_t grp = blk * per; grp < min_i64(G, (blk + 1) * per); ++grp) {
-      const T* d = dy + grp * K; const T* xr = x + grp * K;
-      const double m = mean ? mean[grp] : 0.0, inv = invstd[grp];
-#pragma omp simd
-      for (int64_t k = 0; k < K; ++k) {
-        const double dd = static_cast<double>(d[k]);
-        b[k] += dd;
-        w[k] += dd * ((static_cast<double>(xr[k]) - m) * inv);
-      }
-    }
+    for (int64_t grp = blk * per; grp < min_i64(G, (blk + 1) * per); ++grp)
+      add_param_grad_row(w, b, dy + grp * K, x + grp * K, K, mean ? mean[grp] : 0.0, invstd[grp]);
   });
-  merge_sums_rows(pw, blocks, K);
-  merge_sums_rows(pb, blocks, K);
-  for (int64_t k = 0; k < K; ++k) dw[k] = pw[k], db[k] = pb[k];
+  finish_param_grad(pw, pb, blocks, K, dw, db);
 }

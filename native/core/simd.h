@@ -3,7 +3,9 @@
 // around the caches. Measured on the 2-core dev box: the training forward went from 1.4x to ~1.0x a memcpy of the
 // same bytes (glibc's memcpy streams large copies too). Only the body of a run streams: the head is stored normally
 // until the destination is aligned to the vector width, the tail after the last whole vector.
-// Built per ISA like the rest of core/ (isa/kernels.cpp includes <immintrin.h> before opening the namespace).
+// AArch64 has no non-temporal store intrinsic (STNP is only a hint there): NEON "streams" with ordinary stores.
+// Built per ISA like the rest of core/ (isa/kernels.cpp includes <immintrin.h> or <arm_neon.h> before opening the
+// namespace).
 #pragma once
 
 #if defined(__AVX512F__)
@@ -22,6 +24,14 @@ inline __m256 vset(float v) { return _mm256_set1_ps(v); }
 inline __m256d vset(double v) { return _mm256_set1_pd(v); }
 inline void vstream(float* p, __m256 v) { _mm256_stream_ps(p, v); }
 inline void vstream(double* p, __m256d v) { _mm256_stream_pd(p, v); }
+#elif defined(__aarch64__)
+constexpr int kVecBytes = 16;
+inline float32x4_t vload(const float* p) { return vld1q_f32(p); }
+inline float64x2_t vload(const double* p) { return vld1q_f64(p); }
+inline float32x4_t vset(float v) { return vdupq_n_f32(v); }
+inline float64x2_t vset(double v) { return vdupq_n_f64(v); }
+inline void vstream(float* p, float32x4_t v) { vst1q_f32(p, v); }
+inline void vstream(double* p, float64x2_t v) { vst1q_f64(p, v); }
 #else
 constexpr int kVecBytes = 16;
 inline __m128 vload(const float* p) { return _mm_loadu_ps(p); }
@@ -104,5 +114,10 @@ inline void affine_row_stream(const T* x, const T* dy, T* out, int64_t B, const 
   affine_row(x + i, dy ? dy + i : nullptr, out + i, B - i, hi + i, lo + i, s + i, t + i, a ? a + i : nullptr);
 }
 
-// Streaming stores are weakly ordered: fence them before the data is handed to anyone else.
+// Streaming stores are weakly ordered: fence them before the data is handed to anyone else. (NEON's are ordinary
+// stores, ordered for other threads by the OpenMP barrier that ends the region.)
+#if defined(__aarch64__)
+inline void stream_fence() {}
+#else
 inline void stream_fence() { _mm_sfence(); }
+#endif

@@ -1,11 +1,18 @@
-// The kernel core, compiled once per ISA. CMakeLists.txt / binding.gyp build this file three times with
-// NK_ISA = baseline (-march=x86-64), avx2 (-march=x86-64-v3) or avx512 (-march=x86-64-v4).
+// The kernel core, compiled once per ISA. CMakeLists.txt / binding.gyp build this file three times on x86-64 with
+// NK_ISA = baseline (-march=x86-64), avx2 (-march=x86-64-v3) or avx512 (-march=x86-64-v4), and once on AArch64
+// with NK_ISA = neon (-march=armv8-a).
 //
 // core/*.h is included INSIDE namespace normkit::NK_ISA: an inline function or template left outside would be
 // emitted by all three objects and the linker would keep one of them, maybe the AVX-512 one on a CPU without it.
 // For the same reason the core uses no std:: templates (their out-of-line copies are shared the same way); the
 // standard headers it relies on are included here, before the namespace opens.
+#if defined(__x86_64__)
 #include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#else
+#error "normkit's kernels are written for x86-64 and AArch64"
+#endif
 
 #include <cmath>
 #include <cstdint>
@@ -57,16 +64,24 @@ void param_grad_entry(const T* dy, const T* x, Shape4 g, const double* mean, con
   param_grad<T>(dy, x, geo(g), mean, invstd, dw, db, scratch, threads);
 }
 template <typename T>
-void forward_train_entry(const T* x, T* y, Shape4 g, double eps, const double* gamma, const double* beta,
-                         double* mean, double* m2, double* invstd, double* scratch, int threads) {
-  forward_train<T>(x, y, geo(g), eps, gamma, beta, mean, m2, invstd, scratch, threads);
+Affine<T> affine(const AffineArgs<T>& a) {
+  return Affine<T>{a.segments, a.gamma, a.beta, PositionParams<T>{a.w, a.b}, a.rms};
 }
 template <typename T>
-void backward_train_entry(const T* dy, const T* x, T* dx, Shape4 g, const double* mean, const double* invstd,
-                          const double* gamma, double* sum_dy, double* sum_dyx, double* scratch, int threads) {
-  backward_train<T>(dy, x, dx, geo(g), mean, invstd, gamma, sum_dy, sum_dyx, scratch, threads);
+void forward_train_entry(const T* x, T* y, Shape4 g, const AffineArgs<T>& af, double eps, double* mean, double* m2,
+                         double* invstd, double* scratch, int threads) {
+  forward_train<T>(x, y, geo(g), affine(af), eps, mean, m2, invstd, scratch, threads);
+}
+template <typename T>
+void backward_train_entry(const T* dy, const T* x, T* dx, Shape4 g, const AffineArgs<T>& af, const double* mean,
+                          const double* invstd, double* sum_dy, double* sum_dyx, double* dw, double* db,
+                          double* scratch, int threads) {
+  backward_train<T>(dy, x, dx, geo(g), affine(af), mean, invstd, sum_dy, sum_dyx, dw, db, scratch, threads);
 }
 int64_t scratch_entry(Shape4 g, bool param_grad) { return scratch_doubles(geo(g), param_grad); }
+int64_t fused_scratch_entry(Shape4 g, int64_t segments, bool columns) {
+  return fused_scratch_doubles(geo(g), segments, columns);
+}
 
 template <typename T>
 KernelsOf<T> table_of() {
@@ -77,7 +92,7 @@ KernelsOf<T> table_of() {
 }  // namespace
 
 const Kernels& kernels() {
-  static const Kernels k{NK_STR(NK_ISA), scratch_entry, table_of<float>(), table_of<double>()};
+  static const Kernels k{NK_STR(NK_ISA), scratch_entry, fused_scratch_entry, table_of<float>(), table_of<double>()};
   return k;
 }
 

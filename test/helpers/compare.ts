@@ -1,20 +1,13 @@
 // Comparisons that report the first differing index and both values.
 import { expect } from 'vitest';
+import { firstMismatch, type Numeric } from './close.js';
 
-export type Numeric = ArrayLike<number>;
-
-export function tolerance(dtype: string): { rtol: number; atol: number } {
-  return dtype === 'float32' ? { rtol: 1e-5, atol: 1e-5 } : { rtol: 1e-10, atol: 1e-10 };
-}
+export { tolerance, type Numeric } from './close.js';
 
 /** |a - e| <= atol + rtol * |e| elementwise; NaN never passes. */
 export function expectClose(actual: Numeric, expected: Numeric, tol: { rtol: number; atol: number }, what = 'value'): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!, e = expected[i]!;
-    const ok = Math.abs(a - e) <= tol.atol + tol.rtol * Math.abs(e);
-    if (!ok) expect.fail(`${what}: first difference at index ${i}: got ${a}, expected ${e} (|diff| ${Math.abs(a - e)})`);
-  }
+  const m = firstMismatch(actual, expected, tol, what);
+  if (m) expect.fail(m);
 }
 
 /**

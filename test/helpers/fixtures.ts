@@ -25,8 +25,9 @@ export interface FixtureCase {
   steps: FixtureStep[];
 }
 
-export function loadCases(file: string): FixtureCase[] {
-  const raw = gunzipSync(readFileSync(join(__dirname, '..', 'fixtures', file)));
+/** The cases of one fixture file, from test/fixtures/ (or `dir`: test/platform/run.ts runs from a build folder). */
+export function loadCases(file: string, dir = join(__dirname, '..', 'fixtures')): FixtureCase[] {
+  const raw = gunzipSync(readFileSync(join(dir, file)));
   const parsed = JSON.parse(raw.toString('utf8')) as { cases: FixtureCase[] };
   if (!Array.isArray(parsed.cases) || parsed.cases.length === 0) throw new Error(`${file}: no cases`);
   return parsed.cases;
