@@ -2,6 +2,7 @@
 // onnxruntime-node) and against the memory roofline (a memcpy of the same bytes over the same number of threads),
 // all in one run. Prints medians and ratios; writes bench/results/bench-<time>.json.
 //   node dist/tools/bench/bench.js [--quick] [--shapes 0,2] [--threads 1,2] [--no-peers] [--sync-only] [--no-sync]
+//     [--no-fused] [--fused-only]
 // The SyncBatchNorm rows (2 worker ranks) come last: bench/sync.ts.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -18,6 +19,7 @@ import { runTorch, torchAvailable, type TorchCase } from './peers/torch.js';
 import { channels, numel, SHAPES, type BenchShape } from './shapes.js';
 import { median, paired, repeat, timeOnce } from './timing.js';
 import { benchSync, printSync, type SyncBench } from './sync.js';
+import { benchFused, printFused, type FusedRow } from './fused.js';
 
 const root = join(__dirname, '..', '..', '..');
 const args = process.argv.slice(2);
@@ -163,6 +165,9 @@ function printTable() {
 async function main() {
   const info = buildInfo();
   if (flag('--sync-only')) { printSync(await benchSync(root, quick)); return; }
+  // The fused activation's rows, on the headline ResNet layer (or [16,64,56,56] with --quick).
+  const fusedRows = (): FusedRow[] => benchFused(quick ? [16, 64, 56, 56] : [64, 128, 56, 56], threadCounts, nativeBinding.copy, REPS);
+  if (flag('--fused-only')) { printFused(fusedRows()); return; }
   console.log(`normkit ${info.version}, ${info.simd} kernels, threads ${threadCounts.join('/')} of ${cpus().length} cores${quick ? ', --quick' : ''}`);
   // The native peers (PyTorch, oneDNN) run first, in their own processes, before anything of normkit's is timed.
   const native: NativePeers = new Map();
@@ -201,6 +206,8 @@ async function main() {
     }
   }
   printTable();
+  const fused = flag('--no-fused') ? null : fusedRows();
+  if (fused) printFused(fused);
   const sync: SyncBench | null = flag('--no-sync') ? null : await benchSync(root, quick);
   if (sync) printSync(sync);
   console.log('\nPeers:', Object.entries(peerStatus).map(([k, v]) => `${k}: ${v}`).join('; ') || 'none run');
@@ -210,7 +217,7 @@ async function main() {
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows, sync }, null, 2));
+  writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows, fused, sync }, null, 2));
   console.log(`JSON: ${file}`);
   console.log('');
   spawnSync(process.execPath, [join(__dirname, 'mpi-allreduce.js')], { stdio: 'inherit' });

@@ -40,6 +40,12 @@ export interface NativeBinding {
   backwardTrain(...a: [...Geo, dy: Arr, x: Arr, dx: Arr, mean: Float64Array, invstd: Float64Array,
     gamma: Float64Array | null, sumDy: Float64Array, sumDyXmu: Float64Array, segments?: number, w?: Arr | null,
     dw?: Float64Array | null, db?: Float64Array | null, rms?: boolean]): void;
+  /** y = relu(y + r) elementwise (the fused activation's forward epilogue). */
+  addRelu(...a: [...Geo, y: Arr, r: Arr | null]): void;
+  /** z = (z + r > 0) ? dy : 0 elementwise (the fused activation's backward prologue). */
+  reluMask(...a: [...Geo, z: Arr, r: Arr | null, dy: Arr]): void;
+  addReluAsync(...a: Parameters<NativeBinding['addRelu']>): Promise<void>;
+  reluMaskAsync(...a: Parameters<NativeBinding['reluMask']>): Promise<void>;
   forwardTrainAsync(...a: Parameters<NativeBinding['forwardTrain']>): Promise<void>;
   backwardTrainAsync(...a: Parameters<NativeBinding['backwardTrain']>): Promise<void>;
   momentsAsync(...a: Parameters<NativeBinding['moments']>): Promise<void>;

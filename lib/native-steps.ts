@@ -5,7 +5,8 @@
 // and its …Async form).
 import { native, type NativeBinding } from './binding.js';
 
-type SyncOp = 'moments' | 'normalize' | 'backwardReduce' | 'backwardApply' | 'paramGrad' | 'forwardTrain' | 'backwardTrain';
+type SyncOp = 'moments' | 'normalize' | 'backwardReduce' | 'backwardApply' | 'paramGrad' | 'forwardTrain' | 'backwardTrain' |
+  'addRelu' | 'reluMask';
 
 export interface NativeCall<K extends SyncOp = SyncOp> {
   readonly op: K;

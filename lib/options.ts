@@ -56,6 +56,9 @@ export const checks = {
   floatArrayOrNull: ((v, name) => {
     if (v !== null && !isFloatArray(v)) throw invalidType(name, 'a Float32Array, Float64Array or null', v);
   }) as Check,
+  nonFinite: ((v, name) => {
+    if (v !== 'propagate' && v !== 'skip' && v !== 'throw') throw invalidType(name, '"propagate", "skip" or "throw"', v);
+  }) as Check,
   floatArray: ((v, name) => {
     if (!isFloatArray(v)) throw invalidType(name, 'a Float32Array or Float64Array', v);
   }) as Check,

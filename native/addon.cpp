@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "activation.h"
 #include "kernels.h"
 
 #if defined(__SSE2__)
@@ -283,6 +284,25 @@ void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType 
   };
 }
 
+// addRelu(P, A, B, K, threads, y, r | null): y = relu(y + r) over all P·A·B·K elements (layout-free).
+template <typename T>
+void add_relu_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* y = static_cast<T*>(typed(info, 5, "y", dt, numel(g), job));
+  const T* r = info[6].IsNull() || info[6].IsUndefined() ? nullptr : static_cast<const T*>(typed(info, 6, "r", dt, numel(g), job));
+  const int64_t n = numel(g);
+  job.run = [=](double*) { add_relu<T>(y, r, n, nt); };
+}
+
+// reluMask(P, A, B, K, threads, z, r | null, dy): z = (z + r > 0) ? dy : 0 (layout-free).
+template <typename T>
+void relu_mask_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+  auto* z = static_cast<T*>(typed(info, 5, "z", dt, numel(g), job));
+  const T* r = info[6].IsNull() || info[6].IsUndefined() ? nullptr : static_cast<const T*>(typed(info, 6, "r", dt, numel(g), job));
+  auto* dy = static_cast<const T*>(typed(info, 7, "dy", dt, numel(g), job));
+  const int64_t n = numel(g);
+  job.run = [=](double*) { relu_mask<T>(z, r, dy, n, nt); };
+}
+
 using JobBuilder = void (*)(const Napi::CallbackInfo&, Shape4, int, DType, Job&);
 
 // The dtype of the op is the dtype of its first tensor argument (info[5]); one switch, here.
@@ -419,6 +439,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   export_op<param_grad_job<float>, param_grad_job<double>>(env, exports, "paramGrad");
   export_op<forward_train_job<float>, forward_train_job<double>>(env, exports, "forwardTrain");
   export_op<backward_train_job<float>, backward_train_job<double>>(env, exports, "backwardTrain");
+  export_op<add_relu_job<float>, add_relu_job<double>>(env, exports, "addRelu");
+  export_op<relu_mask_job<float>, relu_mask_job<double>>(env, exports, "reluMask");
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

@@ -17,7 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { needs, overFloor } from './floor.mjs';
 import { sourceHash } from './source-hash.mjs';
@@ -36,7 +36,9 @@ for (const t of targets) if (!platforms[t]) fail(`unknown target ${t} (scripts/p
 if (process.platform !== 'linux' || process.arch !== 'x64') fail(`the prebuilds are made on linux-x64 (this is ${process.platform}-${process.arch})`);
 
 // Node-API headers: node's own (any version: NAPI_VERSION=9 picks the API) and node-addon-api's.
-const napiDir = createRequire(join(root, 'package.json'))('node-addon-api').include_dir;
+// include_dir is relative to the working directory when required ("node_modules/node-addon-api"); CMake would take it relative to
+// each subproject's source dir (native/mpi/ has no node_modules), so make it absolute.
+const napiDir = resolve(createRequire(join(root, 'package.json'))('node-addon-api').include_dir);
 const nodeInclude = [join(dirname(process.execPath), '../include/node'), '/usr/include/node'].find((d) => existsSync(join(d, 'node_api.h')))
   ?? fail('no node_api.h beside this node (include/node)');
 

@@ -8,7 +8,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
-import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums } from './core.js';
+import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums, type StatsGuard } from './core.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { checkCommunicator } from '../distributed/checks.js';
 import { syncBackwardTrain, syncForwardTrain, type SyncLayout } from './sync-batch-norm.js';
@@ -130,13 +130,14 @@ function checkForward(x: unknown, options: unknown) {
   return { x: t, o, lay, rm, rv, weight, bias, y, comm };
 }
 
-export function* batchNormSteps(input: Tensor, options: BatchNormOptions): Steps<BatchNormResult> {
+/** `accept` sees the training statistics before the running ones are updated (the layers' nonFinite option). */
+export function* batchNormSteps(input: Tensor, options: BatchNormOptions, accept: StatsGuard = acceptAll): Steps<BatchNormResult> {
   const { x, o, lay, rm, rv, weight, bias, y, comm } = checkForward(input, options);
   const C = lay.channels, eps = o.eps!, momentum = o.momentum!;
   const gamma = weight ? Float64Array.from(weight) : null, beta = bias ? Float64Array.from(bias) : null;
   if (comm) {  // an empty rank still takes part: every rank must make the same collectives
     const g = yield* syncForwardTrain(comm, syncLayout(x, lay, o.channelsLast!), x.data, y, eps, gamma, beta);
-    if (g.count > 0 && rm && rv) updateRunningStats(rm, rv, g.mean, g.m2, g.count, momentum);
+    if (g.count > 0 && rm && rv && accept(g.mean, g.m2)) updateRunningStats(rm, rv, g.mean, g.m2, g.count, momentum);
     return { y: { data: y, shape: x.shape }, count: g.count, saveMean: g.mean, saveInvstd: g.invstd };
   }
   const n = lay.perChannel;
@@ -147,8 +148,23 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions): Steps
     return { y: { data: y, shape: x.shape }, count: n, saveMean: mean, saveInvstd: invstd };
   }
   const s = yield* forwardTrain(lay.view, x.data, y, eps, gamma, beta);  // biased variance to normalize
-  if (rm && rv) updateRunningStats(rm, rv, s.mean, s.m2, n, momentum);
+  if (rm && rv && accept(s.mean, s.m2)) updateRunningStats(rm, rv, s.mean, s.m2, n, momentum);
   return { y: { data: y, shape: x.shape }, count: n, saveMean: s.mean, saveInvstd: s.invstd };
+}
+
+/**
+ * The pre-activation output of a batchNorm forward again, into z, from its input and saved statistics (training:
+ * batch statistics, eval: running ones) and parameters: (x − mean) · invstd · gamma + beta with the same
+ * coefficients the forward's kernel used, so the same bits. The fused activation's backward recomputes its mask
+ * from it instead of keeping one.
+ */
+export function* batchNormRenormalize(x: Tensor, z: FloatArray, channelsLast: boolean,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  const lay = layoutOf(x, 'batchNorm', channelsLast);
+  const gamma = saved.weight ? Float64Array.from(saved.weight) : null;
+  yield* normalize(lay.view, x.data, z, saved.mean, saved.invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)),
+    saved.bias ? Float64Array.from(saved.bias) : new Float64Array(lay.channels));
 }
 
 /** running = (1 - momentum) * running + momentum * batch, the variance unbiased (n / (n - 1)), as PyTorch. */
@@ -194,7 +210,8 @@ function checkBackward(dy: unknown, x: unknown, options: unknown) {
   return { dy: tdy, x: tx, training: o.training ?? true, lay, mean, invstd, weight, dx, comm, channelsLast: o.channelsLast! };
 }
 
-export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: BatchNormBackwardOptions):
+/** paramGrads false (frozen weight and bias): the eval pass that only dweight / dbias need is skipped (zeros). */
+export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: BatchNormBackwardOptions, paramGrads = true):
   Steps<BatchNormBackwardResult> {
   const { dy, x, training, lay, mean, invstd, weight, dx, comm, channelsLast } = checkBackward(dyIn, xIn, options);
   const C = lay.channels;
@@ -210,8 +227,8 @@ export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: Batc
   } else if (training) {
     sums = yield* backwardTrain(lay.view, dy.data, x.data, dx, mean, invstd, gamma);
   } else {
-    // eval: dx = dy * w * invstd; the sums still give dweight and dbias.
-    sums = yield* gradSums(lay.view, dy.data, x.data, mean);
+    // eval: dx = dy * w * invstd; the sums give only dweight and dbias.
+    sums = paramGrads ? yield* gradSums(lay.view, dy.data, x.data, mean) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
     yield* applyGrad(lay.view, dy.data, x.data, dx, mean, { a: invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), b: null, c: null });
   }
   return { dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, sums.sumDyXmu.map((v, c) => v * invstd[c]!)), dbias: asDtype(x.data, sums.sumDy) };

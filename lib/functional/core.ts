@@ -60,6 +60,13 @@ export function* applyGrad(v: View4, dy: FloatArray, x: FloatArray, dx: FloatArr
   yield call('backwardApply', ...geo(v), dy, x, dx, mean, coefs.a, coefs.b, coefs.c, w);
 }
 
+/**
+ * Called with a training batch's statistics (mean and M2 per group, in float64) before the running statistics are
+ * updated from them: false skips the update (the layers' nonFinite option); it may also throw.
+ */
+export type StatsGuard = (mean: Float64Array, m2: Float64Array) => boolean;
+export const acceptAll: StatsGuard = () => true;
+
 export interface TrainStats { mean: Float64Array; m2: Float64Array; invstd: Float64Array }
 
 /**

@@ -9,7 +9,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { asDtype, backwardTrain, forwardTrain, ofInputKind } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, normalize, ofInputKind } from './core.js';
 
 /** Options of groupNorm: weight and bias per channel (C). */
 export interface GroupNormOptions extends AffineArgs, EpsArg, ChannelsLastArg, OutArg {}
@@ -61,6 +61,21 @@ function layout(x: Tensor, numGroups: unknown, channelsLast: boolean) {
 /** A per-channel parameter repeated for every sample: one entry per (sample, channel), the kernel's segments. */
 function perSampleChannel(p: FloatArray | null, N: number, C: number): Float64Array | null {
   return p ? Float64Array.from({ length: N * C }, (_, i) => p[i % C]!) : null;
+}
+
+/**
+ * The pre-activation output of a groupNorm forward again, into z, from its input, saved statistics and parameters
+ * (the fused activation's backward recomputes its mask from it): per (sample, channel), ((x − mean) − 0) · (invstd ·
+ * weight[c]) + bias[c] with the coefficients the forward's kernel used for that segment, so the same bits.
+ */
+export function* groupNormRenormalize(x: Tensor, z: FloatArray, numGroups: number, channelsLast: boolean,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  const rank = x.shape.length, N = x.shape[0]!, C = x.shape[channelsLast ? rank - 1 : 1]!, per = C / numGroups;
+  const group = (i: number) => Math.floor(i / C) * numGroups + Math.floor((i % C) / per);  // of entry (n, c) = i
+  const w = saved.weight, b = saved.bias, each = (f: (i: number) => number) => Float64Array.from({ length: N * C }, (_, i) => f(i));
+  yield* normalize(groupNormViews(x.shape, numGroups, channelsLast).channel, x.data, z, each((i) => saved.mean[group(i)]!),
+    each((i) => saved.invstd[group(i)]! * (w ? w[i % C]! : 1)), each((i) => (b ? b[i % C]! : 0)));
 }
 
 export function* groupNormSteps(input: Tensor, numGroups: number, options?: GroupNormOptions): Steps<GroupNormResult> {

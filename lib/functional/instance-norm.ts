@@ -9,7 +9,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
-import { applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums } from './core.js';
+import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums, type StatsGuard } from './core.js';
 
 /** Options of instanceNorm (torch.nn.functional.instance_norm's arguments). */
 export interface InstanceNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, OutArg {
@@ -58,7 +58,8 @@ function layout(x: Tensor) {
   return { view, N: view.P, C: view.B, S: view.K };
 }
 
-export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions): Steps<InstanceNormResult> {
+/** `accept` sees the per-instance statistics (N × C) before the running ones are updated (nonFinite option). */
+export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions, accept: StatsGuard = acceptAll): Steps<InstanceNormResult> {
   const o = parseOptions<InstanceNormOptions>('instanceNorm', options, SPEC);
   const x = checkTensor(input, 'input');
   const { view, N, C, S } = layout(x);
@@ -84,7 +85,7 @@ export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions)
     return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
   }
   const s = yield* forwardTrain(view, x.data, y, o.eps!, gamma, beta);
-  if (rm && rv) {  // committed last: nothing throws after
+  if (rm && rv && accept(s.mean, s.m2)) {  // committed last: nothing throws after
     const k = o.momentum!;
     for (let c = 0; c < C; c++) {
       let sm = 0, sv = 0;
@@ -96,7 +97,21 @@ export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions)
   return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
-export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: InstanceNormBackwardOptions): Steps<InstanceNormBackwardResult> {
+/**
+ * The pre-activation output of an instanceNorm forward again, into z (see batchNormRenormalize): per (sample,
+ * channel) group, (x − mean) · invstd · weight[c] + bias[c] with the forward's coefficients.
+ */
+export function* instanceNormRenormalize(x: Tensor, z: FloatArray,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  const { view, N, C } = layout(x);
+  const w = saved.weight, b = saved.bias, G = N * C;
+  yield* normalize(view, x.data, z, saved.mean, saved.invstd.map((v, g) => v * (w ? w[g % C]! : 1)),
+    new Float64Array(G).map((_, g) => (b ? b[g % C]! : 0)));
+}
+
+/** paramGrads false (frozen weight and bias): the eval pass that only dweight / dbias need is skipped (zeros). */
+export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: InstanceNormBackwardOptions, paramGrads = true): Steps<InstanceNormBackwardResult> {
   const o = parseOptions<InstanceNormBackwardOptions>('instanceNormBackward', options, BACKWARD_SPEC);
   const x = checkTensor(xIn, 'input'), dy = checkTensor(dyIn, 'dy');
   checkSameTensor(dy, x);
@@ -113,7 +128,7 @@ export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: I
   if (o.useInputStats) {
     s = yield* backwardTrain(view, dy.data, x.data, dx, mean, invstd, gamma);
   } else {
-    s = yield* gradSums(view, dy.data, x.data, mean);
+    s = paramGrads ? yield* gradSums(view, dy.data, x.data, mean) : { sumDy: new Float64Array(N * C), sumDyXmu: new Float64Array(N * C) };
     yield* applyGrad(view, dy.data, x.data, dx, mean, { a: invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), b: null, c: null });
   }
   for (let g = 0; g < N * C; g++) { dbias[g % C]! += s.sumDy[g]!; dweight[g % C]! += s.sumDyXmu[g]! * invstd[g]!; }

@@ -8,7 +8,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { asDtype, backwardTrain, forwardTrain, ofInputKind } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, normalize, ofInputKind } from './core.js';
 
 /** A normalizedShape argument: a positive integer or a non-empty array of them. */
 export function checkNormalizedShape(value: unknown, name = 'normalizedShape'): readonly number[] {
@@ -79,12 +79,24 @@ export function* layerNormSteps(input: Tensor, normalizedShape: number | readonl
   const { x, view, weight, bias, out } = checkInput(input, normalizedShape, o.weight, o.bias, o.out);
   if (isEmpty(x)) return { y: { data: out, shape: x.shape }, saveMean: new Float64Array(view.P), saveInvstd: new Float64Array(view.P) };
   // Statistics and normalize per row block in one kernel: a row is normalized while it is still in L1.
-  const s = yield* forwardTrain(view, x.data, out, o.eps!, null, null, { w: weight, b: bias });
+  const s = yield* forwardTrain(view, x.data, out, o.eps!, null, null, { w: weight, b: bias });  // as layerNormRenormalize
   return { y: { data: out, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
+/**
+ * The pre-activation output of a layerNorm forward again, into z, from its input, saved statistics and parameters
+ * (the fused activation's backward recomputes its mask from it): the very pass the forward ran, so the same bits.
+ */
+export function* layerNormRenormalize(x: Tensor, z: FloatArray, D: number,
+  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
+  if (isEmpty(x)) return;
+  const view = rowView(x.data.length, D);
+  yield* normalize(view, x.data, z, saved.mean, saved.invstd, new Float64Array(view.P), saved.weight, saved.bias);
+}
+
+/** paramGrads false (frozen weight and bias): the per-position column sums are skipped (zeros). */
 export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape: number | readonly number[],
-  options: LayerNormBackwardOptions): Steps<LayerNormBackwardResult> {
+  options: LayerNormBackwardOptions, paramGrads = true): Steps<LayerNormBackwardResult> {
   const o = parseOptions<LayerNormBackwardOptions>('layerNormBackward', options, LN_BACKWARD_SPEC);
   const { x, view, D, weight, bias, out } = checkInput(xIn, normalizedShape, o.weight, o.bias, o.out);
   const dy = checkTensor(dyIn, 'dy');
@@ -97,8 +109,8 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
   if (isEmpty(x)) return grads(new Float64Array(D), new Float64Array(D));
   // One pass: per row sum(dy * w) and sum(dy * w * (x - mean)), dx from the L1-resident row, and the weight/bias
   // column sums into per-block partials (dxhat = dy * w: the kernel weights dy, so the group scale is 1).
-  const r = yield* backwardTrain(view, dy.data, x.data, out, mean, invstd, null, { w: weight, columns: weight !== null || bias !== null });
-  return grads(r.dw ?? [], r.db ?? []);
+  const r = yield* backwardTrain(view, dy.data, x.data, out, mean, invstd, null, { w: weight, columns: paramGrads && (weight !== null || bias !== null) });
+  return grads(r.dw ?? new Float64Array(D), r.db ?? new Float64Array(D));
 }
 
 /** torch.nn.functional.layer_norm: normalizes each row over the trailing normalizedShape dims (biased variance). */
@@ -170,8 +182,9 @@ export function* rmsNormSteps(input: Tensor, normalizedShape: number | readonly 
   return { y: { data: out, shape: x.shape }, saveInvRms: s.invstd };
 }
 
+/** paramGrads false (frozen weight): the per-position reduction is skipped (zeros). */
 export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape: number | readonly number[],
-  options: RmsNormBackwardOptions): Steps<RmsNormBackwardResult> {
+  options: RmsNormBackwardOptions, paramGrads = true): Steps<RmsNormBackwardResult> {
   const o = parseOptions<RmsNormBackwardOptions>('rmsNormBackward', options, RMS_BACKWARD_SPEC);
   const { x, view, D, weight, out } = checkInput(xIn, normalizedShape, o.weight, null, o.out);
   const dy = checkTensor(dyIn, 'dy');
@@ -181,8 +194,8 @@ export function* rmsNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape
   if (isEmpty(x)) return { dx: { data: out, shape: x.shape }, dweight: weight ? asDtype(x.data, new Float64Array(D)) : null };
   // dx = r * (dy * w) - x * r^3 * sum(dy * w * x) / D: the centered formulas with mean 0 and no sum(dy) term.
   const zeros = new Float64Array(view.P);
-  const r = yield* backwardTrain(view, dy.data, x.data, out, zeros, invRms, null, { w: weight, rms: true, columns: weight !== null });
-  return { dx: { data: out, shape: x.shape }, dweight: r.dw ? asDtype(x.data, r.dw) : null };
+  const r = yield* backwardTrain(view, dy.data, x.data, out, zeros, invRms, null, { w: weight, rms: true, columns: weight !== null && paramGrads });
+  return { dx: { data: out, shape: x.shape }, dweight: weight ? asDtype(x.data, r.dw ?? new Float64Array(D)) : null };
 }
 
 /** torch.nn.functional.rms_norm: y = x / sqrt(mean(x²) + eps) * weight over the trailing normalizedShape dims. */

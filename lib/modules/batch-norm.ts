@@ -5,10 +5,11 @@ import * as F from '../functional/batch-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
 import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
-import { accumulateGrad } from './module.js';
+import { checkActivation } from './activation.js';
+import { accumulateGrad, wantsGrad } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
-/** Options of BatchNorm1d/2d/3d: eps 1e-5, momentum 0.1, affine true, trackRunningStats true, channelsLast false, dtype 'float32'. */
+/** Options of BatchNorm1d/2d/3d: eps 1e-5, momentum 0.1, affine true, trackRunningStats true, channelsLast false, dtype 'float32', nonFinite 'propagate', activation null. */
 export type BatchNormModuleOptions = NormBaseOptions;
 
 export const BATCH_NORM_DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
@@ -18,6 +19,8 @@ export const BATCH_NORM_DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
   trackRunningStats: { default: true, check: checks.boolean },
   channelsLast: { default: false, check: checks.boolean },
   dtype: { default: 'float32', check: checks.dtype },
+  nonFinite: { default: 'propagate', check: checks.nonFinite },
+  activation: { default: null, check: checkActivation },
 });
 
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; training: boolean; comm: Communicator | null }
@@ -35,7 +38,7 @@ export abstract class BatchNormBase extends NormBase {
   /**
    * @param numFeatures C, the channels of the input (dimension 1, or the last with channelsLast)
    * @param options eps (1e-5), momentum (0.1; null: cumulative average), affine (true), trackRunningStats (true),
-   *   channelsLast (false), dtype ('float32')
+   *   channelsLast (false), dtype ('float32'), nonFinite ('propagate'), activation (null)
    */
   constructor(numFeatures: number, options?: BatchNormModuleOptions, spec: OptionSpec<NormBaseOptions> = BATCH_NORM_DEFAULTS) {
     super(numFeatures, options, spec, new.target.name);
@@ -58,15 +61,24 @@ export abstract class BatchNormBase extends NormBase {
     const n = this.numBatchesTracked + (track ? 1 : 0);
     const factor = this.momentum === null ? (track ? 1 / n : 0) : this.momentum;
     const bnTraining = this.training || this.runningMean === null;
+    const guard = this.statsGuard();
     const r = yield* F.batchNormSteps(x, {
       runningMean: this.runningMean, runningVar: this.runningVar, weight: this.weight?.data ?? null,
       bias: this.bias?.data ?? null, training: bnTraining, momentum: factor, eps: this.eps,
       channelsLast: this.channelsLast, out, comm,
-    });
-    // Committed last: a throw above changed nothing. A global batch of 0 values changed no statistics.
-    if (r.count > 0) this.numBatchesTracked = n;
+    }, guard.accept);
+    // Committed last: a throw above changed nothing. A global batch of 0 values changed no statistics; a batch
+    // refused by nonFinite 'skip' (global statistics with comm: every rank decides alike) is not tracked.
+    if (guard.skipped()) this.skippedBatches++;
+    else if (r.count > 0) this.numBatchesTracked = n;
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, training: bnTraining, comm: distributed ? comm : null };
     return r.y;
+  }
+
+  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
+    const s = this.saved!;  // the activated backward checked that a forward ran
+    yield* F.batchNormRenormalize(s.x, z, this.channelsLast, { mean: s.mean, invstd: s.invstd,
+      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
@@ -76,7 +88,7 @@ export abstract class BatchNormBase extends NormBase {
     const r = yield* F.batchNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, {
       weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd,
       training: saved.training, channelsLast: this.channelsLast, out, comm: saved.comm,
-    });
+    }, wantsGrad(this.weight, this.bias));
     if (this.weight && this.bias) {
       accumulateGrad(this.weight, r.dweight);
       accumulateGrad(this.bias, r.dbias);

@@ -5,6 +5,7 @@ import * as F from '../functional/group-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checkPositiveInt, checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, type DType, type FloatArray, type Tensor } from '../tensor.js';
+import { checkActivation, type Activation } from './activation.js';
 import { Layer } from './layer.js';
 import { accumulateGrad, Parameter } from './module.js';
 
@@ -18,6 +19,12 @@ export interface GroupNormModuleOptions {
   channelsLast?: boolean;
   /** The dtype of the parameters and of the inputs accepted. Default 'float32'. */
   dtype?: DType;
+  /**
+   * 'relu': y = relu(norm(x)) in the same call, and forward(x, { residual }) gives relu(norm(x) + residual)
+   * (ResNet's BN → add → ReLU); backward includes the ReLU's gradient, its mask recomputed from the saved input and
+   * statistics (no mask kept). Default null: no activation (PyTorch's layer).
+   */
+  activation?: Activation;
 }
 
 const DEFAULTS: OptionSpec<GroupNormModuleOptions> = Object.freeze({
@@ -25,6 +32,7 @@ const DEFAULTS: OptionSpec<GroupNormModuleOptions> = Object.freeze({
   affine: { default: true, check: checks.boolean },
   channelsLast: { default: false, check: checks.boolean },
   dtype: { default: 'float32', check: checks.dtype },
+  activation: { default: null, check: checkActivation },
 });
 
 /**
@@ -52,7 +60,7 @@ export class GroupNorm extends Layer {
   /**
    * @param numGroups G, a positive integer dividing numChannels
    * @param numChannels C, the channels of the input
-   * @param options eps (1e-5), affine (true), channelsLast (false), dtype ('float32')
+   * @param options eps (1e-5), affine (true), channelsLast (false), dtype ('float32'), activation (null)
    */
   constructor(numGroups: number, numChannels: number, options?: GroupNormModuleOptions) {
     super();
@@ -63,6 +71,7 @@ export class GroupNorm extends Layer {
     }
     const o = parseOptions<GroupNormModuleOptions>('GroupNorm', options, DEFAULTS);
     this.eps = o.eps!; this.affine = o.affine!; this.channelsLast = o.channelsLast!; this.setDtype(o.dtype!);
+    this.setActivation(o.activation ?? null);
     this.weight = this.affine ? new Parameter(allocate(this.dtype, numChannels).fill(1)) : null;
     this.bias = this.affine ? new Parameter(allocate(this.dtype, numChannels)) : null;
   }
@@ -94,6 +103,12 @@ export class GroupNorm extends Layer {
       eps: this.eps, channelsLast: this.channelsLast, out });
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd };
     return r.y;
+  }
+
+  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
+    const s = this.saved!;  // the activated backward checked that a forward ran
+    yield* F.groupNormRenormalize(s.x, z, this.numGroups, this.channelsLast, { mean: s.mean, invstd: s.invstd,
+      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {

@@ -5,12 +5,13 @@ import * as F from '../functional/instance-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
 import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
-import { accumulateGrad } from './module.js';
+import { checkActivation } from './activation.js';
+import { accumulateGrad, wantsGrad } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
 /**
  * Options of InstanceNorm1d/2d/3d: eps 1e-5, momentum 0.1 (a number), affine FALSE, trackRunningStats FALSE,
- * dtype 'float32' (PyTorch's defaults).
+ * dtype 'float32' (PyTorch's defaults), nonFinite 'propagate', activation null.
  */
 export type InstanceNormModuleOptions = Omit<NormBaseOptions, 'channelsLast' | 'momentum'> & {
   /** Weight of the new batch in the running statistics (with trackRunningStats). Default 0.1. */
@@ -23,6 +24,8 @@ const DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
   affine: { default: false, check: checks.boolean },
   trackRunningStats: { default: false, check: checks.boolean },
   dtype: { default: 'float32', check: checks.dtype },
+  nonFinite: { default: 'propagate', check: checks.nonFinite },
+  activation: { default: null, check: checkActivation },
 }) as OptionSpec<NormBaseOptions>;
 
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; useInputStats: boolean }
@@ -38,7 +41,8 @@ export abstract class InstanceNormBase extends NormBase {
 
   /**
    * @param numFeatures C, the channels of the input
-   * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false), dtype ('float32')
+   * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false), dtype ('float32'),
+   *   nonFinite ('propagate'), activation (null)
    */
   constructor(numFeatures: number, options?: InstanceNormModuleOptions) {
     super(numFeatures, options, DEFAULTS, new.target.name);
@@ -59,12 +63,19 @@ export abstract class InstanceNormBase extends NormBase {
     const x = this.batched(given);
     this.checkOutAlias(out, x);
     const useInputStats = this.training || !this.trackRunningStats;
+    const guard = this.statsGuard((g) => g % this.numFeatures);
     const r = yield* F.instanceNormSteps(x, {
       runningMean: this.runningMean, runningVar: this.runningVar, weight: this.weight?.data ?? null,
       bias: this.bias?.data ?? null, useInputStats, momentum: this.momentum!, eps: this.eps, out,
-    });
+    }, guard.accept);
+    if (guard.skipped()) this.skippedBatches++;
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, useInputStats };
     return { data: r.y.data, shape: given.shape };
+  }
+
+  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
+    const s = this.saved!;  // the activated backward checked that a forward ran
+    yield* F.instanceNormRenormalize(s.x, z, { mean: s.mean, invstd: s.invstd, weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
@@ -73,7 +84,8 @@ export abstract class InstanceNormBase extends NormBase {
     this.checkOutAlias(out, saved.x, 'backward');
     const d = checkTensor(dy, 'dy');
     const r = yield* F.instanceNormBackwardSteps(d.shape.length === saved.x.shape.length - 1 ? { data: d.data, shape: [1, ...d.shape] } : d,
-      saved.x, { weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, useInputStats: saved.useInputStats, out });
+      saved.x, { weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, useInputStats: saved.useInputStats, out },
+      wantsGrad(this.weight, this.bias));
     if (this.weight && this.bias) {
       accumulateGrad(this.weight, r.dweight);
       accumulateGrad(this.bias, r.dbias);

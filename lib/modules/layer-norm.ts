@@ -5,8 +5,9 @@ import * as F from '../functional/layer-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, numel, type DType, type FloatArray, type Tensor } from '../tensor.js';
+import { checkActivation, type Activation } from './activation.js';
 import { Layer } from './layer.js';
-import { accumulateGrad, Parameter } from './module.js';
+import { accumulateGrad, Parameter, wantsGrad } from './module.js';
 
 /** Options of LayerNorm (PyTorch's defaults). */
 export interface LayerNormModuleOptions {
@@ -18,6 +19,12 @@ export interface LayerNormModuleOptions {
   bias?: boolean;
   /** The dtype of the parameters and of the inputs accepted. Default 'float32'. */
   dtype?: DType;
+  /**
+   * 'relu': y = relu(norm(x)) in the same call, and forward(x, { residual }) gives relu(norm(x) + residual)
+   * (ResNet's BN → add → ReLU); backward includes the ReLU's gradient, its mask recomputed from the saved input and
+   * statistics (no mask kept). Default null: no activation (PyTorch's layer).
+   */
+  activation?: Activation;
 }
 /** Options of RMSNorm (PyTorch's defaults). */
 export interface RMSNormModuleOptions {
@@ -34,6 +41,7 @@ const LN_DEFAULTS: OptionSpec<LayerNormModuleOptions> = Object.freeze({
   elementwiseAffine: { default: true, check: checks.boolean },
   bias: { default: true, check: checks.boolean },
   dtype: { default: 'float32', check: checks.dtype },
+  activation: { default: null, check: checkActivation },
 });
 const RMS_DEFAULTS: OptionSpec<RMSNormModuleOptions> = Object.freeze({
   eps: { default: null, check: (v, n) => { if (v !== null) checks.nonNegative(v, n); } },
@@ -85,15 +93,17 @@ export class LayerNorm extends TrailingNorm {
   /** Whether weight (and bias) exist. */
   readonly elementwiseAffine: boolean;
   private saved: { x: Tensor; mean: Float64Array; invstd: Float64Array } | null = null;
+  // The single-pass backward sums dy * xhat into the position gradients after writing a row's dx.
+  protected override readonly backwardInPlace = false;
 
   /**
    * @param normalizedShape the trailing dims to normalize over: a positive integer or a non-empty array of them
-   * @param options eps (1e-5), elementwiseAffine (true), bias (true), dtype ('float32')
+   * @param options eps (1e-5), elementwiseAffine (true), bias (true), dtype ('float32'), activation (null)
    */
   constructor(normalizedShape: number | readonly number[], options?: LayerNormModuleOptions) {
     const o = parseOptions<LayerNormModuleOptions>('LayerNorm', options, LN_DEFAULTS);
     super(normalizedShape, o.dtype!);
-    this.eps = o.eps!; this.elementwiseAffine = o.elementwiseAffine!;
+    this.eps = o.eps!; this.elementwiseAffine = o.elementwiseAffine!; this.setActivation(o.activation ?? null);
     if (this.elementwiseAffine) {
       this.weight = this.newParam(1);
       if (o.bias) this.bias = this.newParam(0);
@@ -108,12 +118,19 @@ export class LayerNorm extends TrailingNorm {
     return r.y;
   }
 
+  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
+    const s = this.saved!;  // the activated backward checked that a forward ran
+    yield* F.layerNormRenormalize(s.x, z, numel(this.normalizedShape), { mean: s.mean, invstd: s.invstd,
+      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
+  }
+
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.layerNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.normalizedShape, {
-      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, out });
+      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, out },
+      wantsGrad(this.weight, this.bias));
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
     if (this.bias && r.dbias) accumulateGrad(this.bias, r.dbias);
     return r.dx;
@@ -155,7 +172,7 @@ export class RMSNorm extends TrailingNorm {
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.rmsNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.normalizedShape, {
-      weight: this.weight?.data ?? null, saveInvRms: saved.invRms, out });
+      weight: this.weight?.data ?? null, saveInvRms: saved.invRms, out }, wantsGrad(this.weight));
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
     return r.dx;
   }

@@ -1,12 +1,24 @@
 // Layer: what the built-in layers share on top of Module. Each writes its forward and backward once, as a
 // generator of native steps (native-steps.ts), and gets sync and async calls, the `out` option, the busy guard and
 // a dtype that Module.to() can change. Users subclass Module and override plain forward/backward instead.
+import { describe, formatShape } from '../errors.js';
 import { parseOptions, checks, type OptionSpec } from '../options.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
-import { convert, isLike, type DType, type FloatArray, type Tensor } from '../tensor.js';
-import { Module, type CallOptions } from './module.js';
+import { allocate, checkTensor, convert, dtypeOf, isLike, type DType, type FloatArray, type Tensor } from '../tensor.js';
+import { addRelu, checkResidual, reluMask, type Activation } from './activation.js';
+import { Module, type BackwardOptions, type ForwardOptions } from './module.js';
 
-const CALL_SPEC: OptionSpec<CallOptions> = { out: { default: undefined, check: checks.floatArray } };
+const FORWARD_SPEC: OptionSpec<ForwardOptions> = {
+  out: { default: undefined, check: checks.floatArray },
+  residual: { default: undefined, check: () => {} },  // checked against the input by checkResidual
+};
+const BACKWARD_SPEC: OptionSpec<BackwardOptions> = {
+  out: { default: undefined, check: checks.floatArray },
+  residualOut: { default: undefined, check: checks.floatArray },
+};
+
+/** What the last forward of a layer with an activation leaves for its backward (besides the layer's own state). */
+interface ActivationSaved { residual: Tensor | null; shape: readonly number[] }
 
 /** y as a Tensor<A>: the kernels write outputs of the input's dtype; anything else is a bug here. */
 function sameKind<T extends Tensor>(x: T, y: Tensor): Tensor<T['data']> {
@@ -22,6 +34,42 @@ function sameKind<T extends Tensor>(x: T, y: Tensor): Tensor<T['data']> {
  */
 export abstract class Layer extends Module {
   private layerDtype: DType = 'float32';
+  private fused: Activation = null;
+  private activationSaved: ActivationSaved | null = null;
+  private lastResidualGrad: Tensor | null = null;
+
+  /** The activation applied after normalizing, in the same call ('relu'), or null (PyTorch's layers). */
+  get activation(): Activation {
+    return this.fused;
+  }
+
+  /**
+   * The residual's gradient from the last backward after a forward with `residual` (dy masked by the ReLU; the
+   * `residualOut` array when one was given); null otherwise.
+   */
+  get residualGrad(): Tensor | null {
+    return this.lastResidualGrad;
+  }
+
+  /**
+   * Whether this layer's backward may write dx over dy (every element of dy read before its dx is written): the
+   * fused activation's backward then needs no buffer beyond dx. LayerNorm's single-pass kernel reads dy again for
+   * the position gradients after writing dx, so it says false.
+   */
+  protected readonly backwardInPlace: boolean = true;
+
+  protected setActivation(activation: Activation): void {
+    this.fused = activation;
+  }
+
+  /**
+   * Writes the last forward's output before its activation into z again, from the saved input and statistics (the
+   * layers that accept `activation` override it): the ReLU's mask is recomputed from it, never stored.
+   */
+  protected *renormalizeSteps(z: FloatArray): Steps<void> {
+    void z;
+    throw new Error(`normkit internal: ${this.layerName} has no renormalize step`);
+  }
 
   /** The dtype of the parameters and statistics, and of the inputs accepted. Changed by `to(dtype)`. */
   get dtype(): DType {
@@ -37,8 +85,55 @@ export abstract class Layer extends Module {
   /** The backward of the last forward as native steps; adds into the parameters' grads at the end. */
   protected abstract backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor>;
 
-  private callOut(what: string, options: unknown): FloatArray | undefined {
-    return parseOptions<CallOptions>(`${this.layerName}.${what}`, options, CALL_SPEC).out;
+  /** The layer's forward, then the activation (with the residual) on its output, in place. */
+  private *activatedForward(x: Tensor, what: string, options: unknown): Steps<Tensor> {
+    const o = parseOptions<ForwardOptions>(`${this.layerName}.${what}`, options, FORWARD_SPEC);
+    const residual = checkResidual(`${this.layerName}.${what}`, this.fused, x, o.residual, o.out);  // before any state changes
+    const y = yield* this.forwardSteps(x, o.out);
+    if (this.fused === 'relu') {
+      yield* addRelu(y.data, residual?.data ?? null);
+      this.activationSaved = { residual, shape: y.shape };
+    }
+    return y;
+  }
+
+  /**
+   * With an activation: dz = dy masked by the ReLU (the pre-activation output recomputed into dz, then masked in
+   * place), then the layer's backward of dz. dz is the residual's gradient, written into residualOut when given.
+   */
+  private *activatedBackward(dyIn: Tensor, what: string, options: unknown): Steps<Tensor> {
+    const owner = `${this.layerName}.${what}`;
+    const o = parseOptions<BackwardOptions>(owner, options, BACKWARD_SPEC);
+    if (this.fused === null) {
+      if (o.residualOut) throw new TypeError(`${owner}: residualOut needs a layer built with activation 'relu' (this one has none)`);
+      return yield* this.backwardSteps(dyIn, o.out);
+    }
+    const saved = this.activationSaved;
+    if (!saved) throw this.noForward();
+    const dy = checkTensor(dyIn, 'dy');
+    if (dy.shape.length !== saved.shape.length || dy.shape.some((d, i) => d !== saved.shape[i])) {
+      throw new RangeError(`${owner}: expected dy of the output's shape ${formatShape(saved.shape)} but got ${formatShape(dy.shape)}`);
+    }
+    if (dtypeOf(dy.data) !== this.dtype) throw new TypeError(`${owner}: expected ${this.dtype} dy (the layer's dtype) but received ${describe(dy.data)}`);
+    const n = dy.data.length;
+    for (const [name, a] of [['out', o.out], ['residualOut', o.residualOut]] as const) {
+      if (a && dtypeOf(a) !== this.dtype) throw new TypeError(`${owner}: expected ${name} to be a ${this.dtype} array (the layer's dtype) but got ${describe(a)}`);
+      if (a && a.length !== n) throw new RangeError(`${owner}: expected ${name} to be a ${this.dtype} array of length ${n} but got ${describe(a)}`);
+    }
+    if (o.residualOut && !saved.residual) throw new TypeError(`${owner}: residualOut needs a forward with a residual (the last one had none)`);
+    for (const t of [dy.data, o.out, saved.residual?.data]) {
+      if (t && o.residualOut && t.buffer === o.residualOut.buffer) throw new RangeError(`${owner}: residualOut must not share memory with dy, out or the residual`);
+    }
+    if (o.out && o.out.buffer === dy.data.buffer) throw new RangeError(`${owner}: out must not share memory with dy (with an activation, dy is read after out is written)`);
+    // dz, the masked gradient: the residual's gradient when there was a residual; otherwise, where the layer's
+    // backward can run in place (backwardInPlace), dx's own array, so no tensor-sized buffer beyond dx.
+    const inPlace = !saved.residual && this.backwardInPlace;
+    const dz = o.residualOut ?? (inPlace ? o.out ?? allocate(this.dtype, n) : allocate(this.dtype, n));
+    yield* this.renormalizeSteps(dz);
+    yield* reluMask(dz, saved.residual?.data ?? null, dy.data);
+    const dx = yield* this.backwardSteps({ data: dz, shape: dy.shape }, inPlace ? dz : o.out);
+    this.lastResidualGrad = saved.residual ? { data: dz, shape: dy.shape } : null;
+    return dx;
   }
 
   /**
@@ -46,28 +141,29 @@ export abstract class Layer extends Module {
    * running statistics). Returns a new tensor of x's dtype and shape, or `out` filled. x is kept by reference for
    * backward: do not mutate it before then. Throws TypeError/RangeError on bad input, changing no state.
    */
-  override forward<T extends Tensor>(x: T, options?: CallOptions<T['data']>): Tensor<T['data']> {
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
     this.assertIdle('forward');
-    return sameKind(x, runSync(this.forwardSteps(x, this.callOut('forward', options))));
+    return sameKind(x, runSync(this.activatedForward(x, 'forward', options)));
   }
 
   /**
    * The gradient of the last forward: returns dx for dy (of the output's shape and dtype) and ADDS into
-   * weight.grad / bias.grad. Throws if there was no forward.
+   * weight.grad / bias.grad. With activation 'relu' the ReLU's gradient is included, and after a residual forward
+   * the residual's gradient goes to `residualOut` / `residualGrad`. Throws if there was no forward.
    */
-  override backward<T extends Tensor>(dy: T, options?: CallOptions<T['data']>): Tensor<T['data']> {
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
     this.assertIdle('backward');
-    return sameKind(dy, runSync(this.backwardSteps(dy, this.callOut('backward', options))));
+    return sameKind(dy, runSync(this.activatedBackward(dy, 'backward', options)));
   }
 
   /** forward with the kernels on the libuv pool; the layer refuses other calls until it settles. Same bits as forward. */
-  override forwardAsync<T extends Tensor>(x: T, options?: CallOptions<T['data']>): Promise<Tensor<T['data']>> {
-    return this.exclusive('forwardAsync', async () => sameKind(x, await runAsync(this.forwardSteps(x, this.callOut('forwardAsync', options)))));
+  override forwardAsync<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Promise<Tensor<T['data']>> {
+    return this.exclusive('forwardAsync', async () => sameKind(x, await runAsync(this.activatedForward(x, 'forwardAsync', options))));
   }
 
   /** backward with the kernels on the libuv pool (see forwardAsync). */
-  override backwardAsync<T extends Tensor>(dy: T, options?: CallOptions<T['data']>): Promise<Tensor<T['data']>> {
-    return this.exclusive('backwardAsync', async () => sameKind(dy, await runAsync(this.backwardSteps(dy, this.callOut('backwardAsync', options)))));
+  override backwardAsync<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Promise<Tensor<T['data']>> {
+    return this.exclusive('backwardAsync', async () => sameKind(dy, await runAsync(this.activatedBackward(dy, 'backwardAsync', options))));
   }
 
   /** Records the new dtype; subclasses convert their buffers too. */

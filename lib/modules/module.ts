@@ -14,7 +14,7 @@ import { convert, type DType, type FloatArray, type Tensor } from '../tensor.js'
 import { Parameter } from './parameter.js';
 import { collectState, planLoad, type KeyedSlot, type StateSlot } from './state-dict.js';
 
-export { Parameter, accumulateGrad } from './parameter.js';
+export { Parameter, accumulateGrad, wantsGrad } from './parameter.js';
 export type { StateSlot } from './state-dict.js';
 
 /** Options of `loadStateDict`. */
@@ -35,6 +35,25 @@ export interface ZeroGradOptions {
 export interface CallOptions<A extends FloatArray = FloatArray> {
   /** Write the result into this array (of the input's dtype and length) and return it, instead of a new one. */
   out?: A;
+}
+
+/** Options of a built-in layer's forward: `out`, and `residual` for a layer built with `activation: 'relu'`. */
+export interface ForwardOptions<A extends FloatArray = FloatArray> extends CallOptions<A> {
+  /**
+   * Added before the activation: y = relu(norm(x) + residual), in the same pass (ResNet's BN → add → ReLU). Of x's
+   * shape and dtype, not sharing memory with `out`; kept by reference for backward (do not mutate it before then).
+   * Only with `activation: 'relu'`.
+   */
+  residual?: Tensor<A>;
+}
+
+/** Options of a built-in layer's backward: `out`, and `residualOut` after a residual forward. */
+export interface BackwardOptions<A extends FloatArray = FloatArray> extends CallOptions<A> {
+  /**
+   * After a forward with `residual`: write the residual's gradient (dy masked by the ReLU) into this array (of dy's
+   * dtype and length) instead of a new one. It is also `layer.residualGrad` afterwards.
+   */
+  residualOut?: A;
 }
 
 /**
@@ -178,6 +197,7 @@ export class Module {
   /**
    * Clears the gradients of every parameter of the tree. As PyTorch 2, the default `setToNone: true` sets each
    * grad to null (the next backward allocates it); `{ setToNone: false }` fills existing grads with zeros instead.
+   * Frozen parameters (requiresGrad false) are cleared too, as PyTorch's zero_grad does.
    */
   zeroGrad(options?: ZeroGradOptions): void {
     const o = parseOptions<ZeroGradOptions>(`${this.layerName}.zeroGrad`, options, { setToNone: { default: true, check: checks.boolean } });

@@ -3,6 +3,8 @@
 import { describe, formatShape } from '../errors.js';
 import { checkPositiveInt, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, type DType, type FloatArray, type Tensor } from '../tensor.js';
+import type { StatsGuard } from '../functional/core.js';
+import type { Activation } from './activation.js';
 import { convertBuffer, Layer } from './layer.js';
 import { Parameter, type StateSlot } from './module.js';
 
@@ -26,7 +28,29 @@ export interface NormBaseOptions {
   channelsLast?: boolean;
   /** The dtype of the parameters and statistics, and of the inputs accepted. Default 'float32'. */
   dtype?: DType;
+  /**
+   * What a training batch whose statistics are not all finite (NaN or ±Inf) does to the running statistics.
+   * 'propagate' (default, PyTorch): they absorb it. 'skip': the batch is normalized as usual but runningMean,
+   * runningVar and numBatchesTracked stay unchanged, and `skippedBatches` counts it. 'throw': a RangeError naming
+   * the first non-finite channel, and no state changes. Only the C statistics are looked at, never the tensor.
+   */
+  nonFinite?: NonFiniteMode;
+  /**
+   * 'relu': y = relu(norm(x)) in the same call, and forward(x, { residual }) gives relu(norm(x) + residual)
+   * (ResNet's BN → add → ReLU); backward includes the ReLU's gradient, its mask recomputed from the saved input and
+   * statistics (no mask kept). Default null: no activation (PyTorch's layer).
+   */
+  activation?: Activation;
 }
+
+/** See NormBaseOptions.nonFinite. */
+export type NonFiniteMode = 'propagate' | 'skip' | 'throw';
+
+/** What recalibrate may do that nobody else can (not exported from the package): set momentum, check idleness. */
+export let recalibration: {
+  setMomentum(layer: NormBase, momentum: number | null): void;
+  assertIdle(layer: NormBase, what: string): void;
+};
 
 /** PyTorch's _NormBase: the state BatchNorm and InstanceNorm share. Not constructed directly. */
 export abstract class NormBase extends Layer {
@@ -35,7 +59,17 @@ export abstract class NormBase extends Layer {
   /** Added to the variance for numerical stability. */
   readonly eps: number;
   /** Weight of the new batch in the running statistics; null: cumulative average. */
-  readonly momentum: number | null;
+  get momentum(): number | null {
+    return this.#momentum;
+  }
+  #momentum: number | null;
+  static {
+    // recalibrate's way in: momentum stays readonly to everyone else.
+    recalibration = {
+      setMomentum: (layer, momentum) => { layer.#momentum = momentum; },
+      assertIdle: (layer, what) => layer.assertIdle(what),
+    };
+  }
   /** Whether weight and bias exist. */
   readonly affine: boolean;
   /** Whether running statistics are kept. */
@@ -52,13 +86,19 @@ export abstract class NormBase extends Layer {
   runningVar: FloatArray | null;
   /** Training batches seen (num_batches_tracked, an int64 scalar in state dicts). */
   numBatchesTracked = 0;
+  /** What a batch with non-finite statistics does to the running statistics (see NormBaseOptions.nonFinite). */
+  readonly nonFinite: NonFiniteMode;
+  /** Training batches left out of the running statistics by nonFinite 'skip' (not in state dicts). */
+  skippedBatches = 0;
 
   protected constructor(numFeatures: number, options: unknown, spec: OptionSpec<NormBaseOptions>, layerName: string) {
     super();
     this.numFeatures = checkPositiveInt(numFeatures, `${layerName} numFeatures`);
     const o = parseOptions<NormBaseOptions>(layerName, options, spec);
-    this.eps = o.eps!; this.momentum = o.momentum!; this.affine = o.affine!;
+    this.eps = o.eps!; this.#momentum = o.momentum!; this.affine = o.affine!;
     this.trackRunningStats = o.trackRunningStats!; this.channelsLast = o.channelsLast ?? false; this.setDtype(o.dtype!);
+    this.nonFinite = o.nonFinite ?? 'propagate';
+    this.setActivation(o.activation ?? null);
     const C = this.numFeatures;
     this.weight = this.affine ? new Parameter(allocate(this.dtype, C).fill(1)) : null;
     this.bias = this.affine ? new Parameter(allocate(this.dtype, C)) : null;
@@ -99,6 +139,25 @@ export abstract class NormBase extends Layer {
     const mean = convertBuffer(this.runningMean, dtype), variance = convertBuffer(this.runningVar, dtype);
     const setDtype = super.convertState(dtype);
     return () => { this.runningMean = mean; this.runningVar = variance; setDtype(); };
+  }
+
+  /**
+   * The StatsGuard of one forward for the nonFinite option: `skipped()` tells afterwards whether it refused the
+   * batch. `channelOf(g)` maps a statistics group to its channel (InstanceNorm's groups are sample × channel).
+   */
+  protected statsGuard(channelOf: (g: number) => number = (g) => g): { accept: StatsGuard; skipped: () => boolean } {
+    let refused = false;
+    const accept: StatsGuard = (mean, m2) => {
+      if (this.nonFinite === 'propagate') return true;
+      for (let g = 0; g < mean.length; g++) {
+        if (Number.isFinite(mean[g]) && Number.isFinite(m2[g])) continue;
+        if (this.nonFinite === 'skip') { refused = true; return false; }
+        throw new RangeError(`${this.layerName}(${this.numFeatures}): the batch statistics of channel ${channelOf(g)} are not ` +
+          `finite (mean ${mean[g]}, sum of squared deviations ${m2[g]}); nonFinite 'throw' left every state unchanged`);
+      }
+      return true;
+    };
+    return { accept, skipped: () => refused };
   }
 
   /** Rank in `ranks` (or at least 2), the layer's dtype; returns the checked tensor. */

@@ -11,6 +11,18 @@ import { allocate, checkShape, dtypeOf, isFloatArray, numel, type FloatArray } f
 export class Parameter {
   /** The accumulated gradient, of data's dtype and length; null until a backward (or after zeroGrad()). */
   grad: FloatArray | null = null;
+  /**
+   * false freezes the parameter (PyTorch's requires_grad): backward leaves `grad` untouched (null stays null) and
+   * skips the reductions only it needed. `zeroGrad()` still clears it, as PyTorch's zero_grad does. Default true.
+   */
+  get requiresGrad(): boolean {
+    return this.trainable;
+  }
+  set requiresGrad(value: boolean) {
+    if (typeof value !== 'boolean') throw invalidType('Parameter.requiresGrad', 'a boolean', value);
+    this.trainable = value;
+  }
+  private trainable = true;
   /** The dims of the tensor (default [data.length]); state dicts carry this shape. */
   readonly shape: readonly number[];
 
@@ -28,8 +40,14 @@ export class Parameter {
   }
 }
 
-/** grad += g, allocating a zero grad first (gradients add up, as .grad does in PyTorch). */
+/** grad += g, allocating a zero grad first (gradients add up, as .grad does in PyTorch); nothing if p is frozen. */
 export function accumulateGrad(p: Parameter, g: ArrayLike<number>): void {
+  if (!p.requiresGrad) return;
   if (!p.grad) p.grad = allocate(dtypeOf(p.data), p.data.length);
   for (let i = 0; i < g.length; i++) p.grad[i]! += g[i]!;
+}
+
+/** Whether any of the (present) parameters wants a gradient: false lets backward skip the parameter reductions. */
+export function wantsGrad(...params: ReadonlyArray<Parameter | null>): boolean {
+  return params.some((p) => p !== null && p.requiresGrad);
 }

@@ -44,18 +44,20 @@ export class SyncBatchNorm extends BatchNormBase {
 
   /**
    * A SyncBatchNorm with `bn`'s options and a copy of its state (parameters, gradients, running statistics,
-   * numBatchesTracked, training mode) — torch.nn.SyncBatchNorm.convert_sync_batchnorm for one layer.
+   * numBatchesTracked, training mode, requiresGrad) — torch.nn.SyncBatchNorm.convert_sync_batchnorm for one layer.
    */
   static fromBatchNorm(bn: BatchNormBase, comm: Communicator): SyncBatchNorm {
     if (!(bn instanceof BatchNormBase)) throw invalidType('SyncBatchNorm.fromBatchNorm bn', 'a BatchNorm1d, BatchNorm2d or BatchNorm3d', bn);
     checkCommunicator(comm, 'SyncBatchNorm.fromBatchNorm comm');
     const s = new SyncBatchNorm(bn.numFeatures, {
       eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats,
-      channelsLast: bn.channelsLast, dtype: bn.dtype, comm,
+      channelsLast: bn.channelsLast, dtype: bn.dtype, nonFinite: bn.nonFinite, activation: bn.activation, comm,
     });
     s.loadStateDict(bn.stateDict());
     if (s.weight && bn.weight?.grad) s.weight.grad = bn.weight.grad.slice();
     if (s.bias && bn.bias?.grad) s.bias.grad = bn.bias.grad.slice();
+    if (s.weight && bn.weight) s.weight.requiresGrad = bn.weight.requiresGrad;
+    if (s.bias && bn.bias) s.bias.requiresGrad = bn.bias.requiresGrad;
     s.train(bn.training);
     return s;
   }
