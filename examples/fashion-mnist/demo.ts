@@ -136,6 +136,16 @@ function saveCheckpoint(model: Network, fresh: Network, path: string, test: Data
   return { keys: Object.keys(sd), identical: a.every((v, i) => Object.is(v, b[i])) };
 }
 
+/** What a data-parallel run does and synchronizes per step (the model with batch norm; README "Distributed training"). */
+function parallelLine(rank: RankContext, batchSize: number, model: Network): string {
+  const size = rank.comm.size, channels = model.norms.reduce((s, bn) => s + bn.numFeatures, 0);
+  const params = model.parameters().reduce((s, p) => s + p.data.length, 0);
+  return `data-parallel: ${size} ranks (${rank.communicator === 'mpi' ? 'MPI processes' : 'worker threads'}), each ` +
+    `${Math.floor(batchSize / size)}-${Math.ceil(batchSize / size)} images of every batch of ${batchSize}\n` +
+    `  per step and rank: SyncBatchNorm (${model.norms.length} layers, ${channels} channels) ${3 * channels} doubles forward ` +
+    `and ${2 * channels} backward; gradients ${params.toLocaleString('en-US')} float32 in one allReduce('mean')`;
+}
+
 /** Parses the command line; a number is the exit code when there is nothing to train (help, usage error). */
 function command(argv: readonly string[], out: Output): DemoOptions | number {
   try {
@@ -204,14 +214,8 @@ function train(options: DemoOptions, out: Output, rank: RankContext | null): num
     out.log(`estimate: about ${formatDuration(estimate.totalSeconds)} for both networks on this machine ` +
       `(${(estimate.stepSeconds * 1000).toFixed(0)} ms per training batch, timed just now)`);
   }
-  if (rank) {
-    const size = rank.comm.size;
-    out.log(`data-parallel: ${size} ranks (${rank.communicator === 'mpi' ? 'MPI processes' : 'worker threads'}), each ` +
-      `${Math.floor(options.batchSize / size)}-${Math.ceil(options.batchSize / size)} images of every batch of ${options.batchSize}; ` +
-      'SyncBatchNorm, gradients averaged every step');
-  }
-
   const withNorm = replica(spec.make(true), rank), plain = replica(spec.make(false), rank);
+  if (rank) out.log(parallelLine(rank, options.batchSize, withNorm));
   const bn = runOne(out, `with ${spec.placement}`, withNorm, true, options, train, test, rank);
   const none = runOne(out, 'without batch norm (same seed, data and learning rate)', plain, false, options, train, test, rank);
   // Every rank takes part (a collective); the state includes the running statistics.
