@@ -140,8 +140,9 @@ function saveCheckpoint(model: Network, fresh: Network, path: string, test: Data
 function parallelLine(rank: RankContext, batchSize: number, model: Network): string {
   const size = rank.comm.size, channels = model.norms.reduce((s, bn) => s + bn.numFeatures, 0);
   const params = model.parameters().reduce((s, p) => s + p.data.length, 0);
+  const low = Math.floor(batchSize / size), high = Math.ceil(batchSize / size);
   return `data-parallel: ${size} ranks (${rank.communicator === 'mpi' ? 'MPI processes' : 'worker threads'}), each ` +
-    `${Math.floor(batchSize / size)}-${Math.ceil(batchSize / size)} images of every batch of ${batchSize}\n` +
+    `${low === high ? low : `${low}-${high}`} images of every batch of ${batchSize}\n` +
     `  per step and rank: SyncBatchNorm (${model.norms.length} layers, ${channels} channels) ${3 * channels} doubles forward ` +
     `and ${2 * channels} backward; gradients ${params.toLocaleString('en-US')} float32 in one allReduce('mean')`;
 }
