@@ -84,7 +84,7 @@ describe('convolution and pooling against their float64 definitions', () => {
     const y = pool.forward({ data: x, shape: [1, 2, 5, 4] });
     expect(y.shape).toEqual([1, 2, 2, 2]);
     expect([...y.data]).toEqual([2.5, 4.5, 10.5, 12.5, 22.5, 24.5, 30.5, 32.5]);
-    const dx = pool.backward(Float32Array.of(4, 8, 12, 16, 0, 0, 0, 4));
+    const dx = pool.backward({ data: Float32Array.of(4, 8, 12, 16, 0, 0, 0, 4), shape: [1, 2, 2, 2] });
     expect([...dx.data.subarray(0, 20)]).toEqual([1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4, 0, 0, 0, 0]);
     expect(dx.data[20 + 8 + 2]).toBe(1);  // second plane, third row, third column: the last block's quarter
   });
@@ -97,9 +97,9 @@ describe('LeNet backpropagation', () => {
     const n = 6, x = random(n * 256), labels = Uint8Array.from({ length: n }, (_, i) => (3 * i) % 10);
     // Non-default batch norm affine parameters, so that their gradients are not checked at a special point.
     for (const bn of model.norms) bn.weight!.data.forEach((_, i, a) => { a[i] = 0.5 + rng.next(); });
-    const loss = () => softmaxCrossEntropy(model.forward(x, n), labels, n, 10).loss;
+    const loss = () => softmaxCrossEntropy(model.logits(x, n), labels, n, 10).loss;
     model.zeroGrad();
-    model.backward(softmaxCrossEntropy(model.forward(x, n), labels, n, 10).dLogits);
+    model.backpropagate(softmaxCrossEntropy(model.logits(x, n), labels, n, 10).dLogits);
     const numeric = (data: Float32Array | Float64Array, i: number, h: number) => {
       const old = data[i]!;
       data[i] = old + h; const up = loss();
@@ -151,7 +151,7 @@ describe('LeNet with batch norm on a few hundred shipped images, and its checkpo
     }
   }
   const probe = gatherBatch(test, Uint32Array.from({ length: 64 }, (_, i) => i));
-  const logits = model.eval().forward(probe.x, probe.n);
+  const logits = model.eval().logits(probe.x, probe.n);
 
   it('lowers the loss, with gradients reaching BatchNorm2d\'s parameters and running statistics updated', () => {
     expect(losses).toHaveLength(epochs * (400 / batchSize));
@@ -173,17 +173,17 @@ describe('LeNet with batch norm on a few hundred shipped images, and its checkpo
   it('round-trips through safetensors into a fresh model with bit-identical eval outputs, strictly', () => {
     const sd = loadSafetensors(saveSafetensors(model.stateDict(), { format: 'pt' }));
     const fresh = new LeNet({ side: 28, classes: 10, batchNorm: true, seed: 7 });
-    expect(fresh.eval().forward(probe.x, probe.n)).not.toEqual(logits);
+    expect(fresh.eval().logits(probe.x, probe.n)).not.toEqual(logits);
     fresh.loadStateDict(sd);
-    const again = fresh.forward(probe.x, probe.n);
+    const again = fresh.logits(probe.x, probe.n);
     expect(again.every((v, i) => Object.is(v, logits[i]))).toBe(true);
     const { ['bn2.running_var']: _dropped, ...missing } = sd;
     expect(() => new LeNet(model.options).loadStateDict(missing)).toThrow(/Missing key\(s\) in state_dict: "bn2.running_var"/);
     const extra: StateDict = { ...sd, 'conv1.extra': { data: new Float32Array(1), shape: [1] } };
-    expect(() => new LeNet(model.options).loadStateDict(extra)).toThrow(/unexpected key\(s\) in state dict: conv1.extra/);
+    expect(() => new LeNet(model.options).loadStateDict(extra)).toThrow(/Unexpected key\(s\) in state_dict: "conv1.extra"/);
     const wrong: StateDict = { ...sd, 'conv2.weight': { data: new Float32Array(2400), shape: [16, 150] } };
-    expect(() => new LeNet(model.options).loadStateDict(wrong)).toThrow(/conv2: expected weight \[16, 6, 5, 5\] and bias \[16\]/);
-    expect(() => new LeNet({ ...model.options, batchNorm: false }).loadStateDict(sd)).toThrow(/unexpected key\(s\) in state dict: bn1\./);
+    expect(() => new LeNet(model.options).loadStateDict(wrong)).toThrow(/size mismatch for conv2.weight: copying a tensor of shape \[16, 150\]/);
+    expect(() => new LeNet({ ...model.options, batchNorm: false }).loadStateDict(sd)).toThrow(/Unexpected key\(s\) in state_dict: "bn1\./);
   });
 
   const PYTHON = '/usr/bin/python3';

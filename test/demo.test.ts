@@ -14,7 +14,7 @@ import {
 } from '../examples/fashion-mnist/data.js';
 import { encodeIdx, parseIdx, readIdxFile } from '../examples/fashion-mnist/idx.js';
 import { Mlp } from '../examples/fashion-mnist/mlp.js';
-import { Dense, matmul, matmulTransposedAAdd, softmaxCrossEntropy } from '../examples/fashion-mnist/nn.js';
+import { Dense, f32, matmul, matmulTransposedAAdd, softmaxCrossEntropy } from '../examples/fashion-mnist/nn.js';
 import { shippedDataDir } from '../examples/fashion-mnist/paths.js';
 import { renderPlot } from '../examples/fashion-mnist/plot.js';
 import { Rng } from '../examples/fashion-mnist/rng.js';
@@ -141,9 +141,9 @@ describe('the hand-written parts of the network', () => {
   it('backpropagates the gradient of the loss (finite differences through dense, BatchNorm1d and ReLU layers)', () => {
     const model = new Mlp({ inputs: 6, hidden: [5, 4], classes: 10, batchNorm: true, seed: 11 });
     const n = 8, x = random(n * 6), labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
-    const loss = () => softmaxCrossEntropy(model.forward(x, n), labels, n, 10).loss;
+    const loss = () => softmaxCrossEntropy(model.logits(x, n), labels, n, 10).loss;
     model.zeroGrad();
-    model.backward(softmaxCrossEntropy(model.forward(x, n), labels, n, 10).dLogits);
+    model.backpropagate(softmaxCrossEntropy(model.logits(x, n), labels, n, 10).dLogits);
     // Central differences at two step sizes: float32 rounding limits how small h can be, and a step can cross a
     // ReLU kink (where the difference quotient is wrong, not the gradient), which one of the two then avoids.
     const numeric = (data: Float32Array | Float64Array, i: number, h: number) => {
@@ -169,7 +169,7 @@ describe('the hand-written parts of the network', () => {
 
   it('initializes dense layers He-style: std sqrt(2 / fan_in), zero bias', () => {
     const d = new Dense(784, 128, new Rng(1));
-    const w = d.weight.data;
+    const w = f32(d.weight);
     const mean = w.reduce((a, b) => a + b, 0) / w.length;
     const std = Math.sqrt(w.reduce((a, b) => a + (b - mean) ** 2, 0) / w.length);
     expect(Math.abs(mean)).toBeLessThan(0.002);
@@ -191,7 +191,7 @@ describe('training with BatchNorm1d on the shipped subset, and the checkpoint', 
     losses.push(trainStep(model, batch, 0.5).loss);
   }
   const testBatch = gatherBatch(test, Uint32Array.from({ length: 200 }, (_, i) => i));
-  const eval1 = model.eval().forward(testBatch.x, testBatch.n);
+  const eval1 = model.eval().logits(testBatch.x, testBatch.n);
 
   it('lowers the loss within a few steps and beats chance on the test set', () => {
     expect(losses).toHaveLength(STEPS);
@@ -203,38 +203,37 @@ describe('training with BatchNorm1d on the shipped subset, and the checkpoint', 
     expect(model.norms.map((bn) => bn.numBatchesTracked)).toEqual([STEPS, STEPS]);
   });
 
-  it('saves the BatchNorm1d layers with saveSafetensors under PyTorch keys; fresh layers reloaded from it give identical eval outputs', () => {
-    const bytes = saveSafetensors(model.batchNormStateDict(), { format: 'pt' });
+  it('saves the model with saveSafetensors under PyTorch keys, in module order; reloaded BatchNorm1d state gives identical eval outputs', () => {
+    const bytes = saveSafetensors(model.stateDict(), { format: 'pt' });
     const sd = loadSafetensors(bytes);
-    expect(Object.keys(sd).sort()).toEqual([
-      'bn1.bias', 'bn1.num_batches_tracked', 'bn1.running_mean', 'bn1.running_var', 'bn1.weight',
-      'bn2.bias', 'bn2.num_batches_tracked', 'bn2.running_mean', 'bn2.running_var', 'bn2.weight',
+    const bn = (i: number) => ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'].map((k) => `bn${i}.${k}`);
+    expect(Object.keys(model.stateDict())).toEqual([
+      'fc1.weight', 'fc1.bias', ...bn(1), 'fc2.weight', 'fc2.bias', ...bn(2), 'fc3.weight', 'fc3.bias',
     ]);
     expect(sd['bn1.weight']!.shape).toEqual([128]);
     expect(sd['bn2.num_batches_tracked']!.data).toEqual(BigInt64Array.of(BigInt(STEPS)));
 
-    // Fresh BatchNorm1d layers, in eval mode, against the trained ones on the same (hidden) inputs.
+    // A fresh BatchNorm1d layer, in eval mode, against the trained one on the same (hidden) inputs.
     const h = new Float32Array(64 * 128).map((_, i) => Math.sin(i) * 3 + 1);
     const fresh = new BatchNorm1d(128).eval();
     const before = fresh.forward({ data: h, shape: [64, 128] }).data;
-    fresh.loadStateDict(sd, { prefix: 'bn1.' });  // strict: bn1.*'s own keys must all be there
+    const bn1 = Object.fromEntries(Object.entries(sd).filter(([k]) => k.startsWith('bn1.'))) as StateDict;
+    fresh.loadStateDict(bn1, { prefix: 'bn1.' });  // strict: bn1.*'s own keys must all be there
     const original = model.norms[0]!.forward({ data: h, shape: [64, 128] }).data;
     expect(before).not.toEqual(original);  // the comparison below is not trivially true
     expect(fresh.forward({ data: h, shape: [64, 128] }).data).toEqual(original);
 
-    // A fresh model: the same seed gives the same initial dense weights, so copy the trained ones, then load the BN file.
+    // A fresh model with the trained dense layers only (non-strict), then the batch norm entries too.
     const again = new Mlp(options);
-    again.dense.forEach((d, i) => {
-      d.weight.data.set(model.dense[i]!.weight.data);
-      d.bias.data.set(model.dense[i]!.bias.data);
-    });
-    const untrainedBN = again.eval().forward(testBatch.x, testBatch.n);
+    const denseOnly = Object.fromEntries(Object.entries(sd).filter(([k]) => k.startsWith('fc'))) as StateDict;
+    again.loadStateDict(denseOnly, { strict: false });
+    const untrainedBN = again.eval().logits(testBatch.x, testBatch.n);
     expect(untrainedBN).not.toEqual(eval1);
-    again.norms.forEach((bn, i) => bn.loadStateDict(sd, { prefix: `bn${i + 1}.` }));
-    const eval2 = again.eval().forward(testBatch.x, testBatch.n);
+    again.loadStateDict(sd);
+    const eval2 = again.eval().logits(testBatch.x, testBatch.n);
     expect(eval2.every((v, i) => Object.is(v, eval1[i]))).toBe(true);
     // Eval mode does not depend on the batch: a single image gives the same logits as inside the batch.
-    expect(again.forward(testBatch.x.subarray(0, 784), 1)).toEqual(eval1.subarray(0, 10));
+    expect(again.logits(testBatch.x.subarray(0, 784), 1)).toEqual(eval1.subarray(0, 10));
   });
 
   it('saves and reloads the whole model (fc*, bn*) with identical eval outputs, strictly', () => {
@@ -243,9 +242,9 @@ describe('training with BatchNorm1d on the shipped subset, and the checkpoint', 
     expect(sd['fc3.weight']!.shape).toEqual([10, 64]);
     const again = new Mlp(options);
     again.loadStateDict(sd);
-    expect(again.eval().forward(testBatch.x, testBatch.n)).toEqual(eval1);
+    expect(again.eval().logits(testBatch.x, testBatch.n)).toEqual(eval1);
     const extra: StateDict = { ...sd, 'fc9.weight': { data: new Float32Array(1), shape: [1] } };
-    expect(() => new Mlp(options).loadStateDict(extra)).toThrow(/unexpected key\(s\) in state dict: fc9.weight/);
+    expect(() => new Mlp(options).loadStateDict(extra)).toThrow(/Unexpected key\(s\) in state_dict: "fc9.weight"/);
     const { ['bn2.running_var']: _dropped, ...missing } = sd;
     expect(() => new Mlp(options).loadStateDict(missing)).toThrow(/Missing key\(s\) in state_dict: "bn2.running_var"/);
   });
@@ -270,9 +269,13 @@ describe('training with BatchNorm1d on the shipped subset, and the checkpoint', 
 describe('command line and plot', () => {
   it('parses the options, and rejects unknown options and bad values with a UsageError', () => {
     const { cnnEpochs: _cnn, ...mlpDefaults } = DEFAULTS;
-    expect(parseCli([])).toEqual({ help: false, options: { ...mlpDefaults, hidden: [...DEFAULTS.hidden], threads: undefined, data: undefined, json: undefined, out: undefined } });
+    expect(parseCli([])).toEqual({ help: false, options: { ...mlpDefaults, hidden: [...DEFAULTS.hidden], threads: undefined, data: undefined, json: undefined, out: undefined, workers: 1, mpi: false } });
     const c = parseCli(['--epochs', '2', '--lr=0.25', '--decay-epochs', '0', '--batch-size', '64', '--threads', '1', '--data', 'd', '--json', 'r.json', '--out', 'o', '--hidden', '32,16']);
-    expect(c).toEqual({ help: false, options: { model: 'mlp', epochs: 2, lr: 0.25, decayEpochs: 0, batchSize: 64, hidden: [32, 16], seed: DEFAULTS.seed, threads: 1, data: 'd', json: 'r.json', out: 'o' } });
+    expect(c).toEqual({ help: false, options: { model: 'mlp', epochs: 2, lr: 0.25, decayEpochs: 0, batchSize: 64, hidden: [32, 16], seed: DEFAULTS.seed, threads: 1, data: 'd', json: 'r.json', out: 'o', workers: 1, mpi: false } });
+    expect(parseCli(['--workers', '3'])).toMatchObject({ options: { workers: 3, mpi: false } });
+    expect(parseCli(['--mpi'])).toMatchObject({ options: { workers: 1, mpi: true } });
+    expect(() => parseCli(['--workers', '2', '--mpi'])).toThrow(/--workers and --mpi are two ways to run ranks: give one/);
+    expect(() => parseCli(['--workers', '0'])).toThrow(/--workers expects an integer >= 1, got '0'/);
     // --model cnn has its own default epochs (d2l's 10) and no --hidden.
     expect(parseCli(['--model', 'cnn'])).toMatchObject({ options: { model: 'cnn', epochs: DEFAULTS.cnnEpochs } });
     expect(parseCli(['--model', 'cnn', '--epochs', '3'])).toMatchObject({ options: { model: 'cnn', epochs: 3 } });

@@ -12,36 +12,16 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { reduceInRankOrder, type ReduceOp } from '../lib/distributed/communicator.js';
 import { expectBitIdentical } from './helpers/compare.js';
+import { HANG_MS, mpiAddon, mpiSkipReason, mpirunNode, mpiTitle } from './helpers/mpirun.js';
 
 const root = join(__dirname, '..');
 const rankScript = join(__dirname, 'mpi', 'rank.cjs');
-const mpiAddon = join(root, 'build', 'Release', 'normkit_mpi.node');
 const SIZE = 3;
-
-const hasMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const skipReason = !hasMpirun ? 'mpirun not found: apt-get install openmpi-bin libopenmpi-dev'
-  : !existsSync(mpiAddon) ? 'normkit_mpi.node not built (no MPI headers): apt-get install libopenmpi-dev, npm run build:native'
-    : undefined;
+const skipReason = mpiSkipReason;
 const mpiDescribe = skipReason ? describe.skip : describe;
-const mpiTitle = (title: string) => (skipReason ? `${title} (skipped: ${skipReason})` : title);
-
-// Generous: it only catches a hang (a job that should have ended and did not). SIGTERM lets mpirun take its
-// ranks down with it.
-const HANG_MS = 120_000;
 
 function launch(scenario: string, dir = ''): SpawnSyncReturns<string> {
-  // Under npm run test:asan, libasan is preloaded for the ranks only (-x): mpirun itself is Open MPI's code, and
-  // Open MPI 4.1.4's runtime has a use-after-free of its own on the abort path (orte_rml_oob_send_buffer_nb).
-  const { LD_PRELOAD: preload, ...env } = process.env;
-  const forRanks = preload ? ['-x', `LD_PRELOAD=${preload}`] : [];
-  const r = spawnSync('mpirun', ['-np', String(SIZE), '--oversubscribe', ...forRanks, process.execPath, rankScript,
-    scenario, dir], {
-    encoding: 'utf8', timeout: HANG_MS, killSignal: 'SIGTERM',
-    env: { ...env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' },
-  });
-  // Under npm run test:asan the ranks run the sanitized addons: a report there is a failure, whatever the scenario.
-  expect(r.stderr ?? '').not.toMatch(/ERROR: AddressSanitizer|runtime error:/);
-  return r;
+  return mpirunNode(SIZE, [rankScript, scenario, dir]);
 }
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;

@@ -22,6 +22,10 @@ export interface DemoOptions {
   json: string | undefined;
   /** Output folder; undefined: examples/fashion-mnist/out/. */
   out: string | undefined;
+  /** Data-parallel ranks on worker threads of this process (a thread group); 1: no data parallelism. */
+  workers: number;
+  /** Data-parallel over MPI: this process is one rank of the mpirun job. */
+  mpi: boolean;
 }
 
 // The MLP's defaults are sized for under a minute for both networks on an idle 2-core machine with the shipped data
@@ -62,6 +66,10 @@ Options:
                     else the 12000 + 10000 image subset shipped in examples/fashion-mnist/data/)
   --json FILE       also write the curves as JSON to FILE
   --out DIR         folder for the plot and the checkpoint (default examples/fashion-mnist/out/)
+  --workers N       data-parallel on N worker threads (a thread group): each takes its shard of every batch,
+                    SyncBatchNorm, gradients averaged every step; same results as 1 up to float32 rounding
+  --mpi             data-parallel over MPI, one rank per process: mpirun -np 2 node dist/tools/examples/
+                    fashion-mnist/main.js --mpi (rank 0 prints and writes the files)
   -h, --help        show this help
 `;
 
@@ -115,6 +123,8 @@ const OPTIONS = {
   data: { type: 'string' },
   json: { type: 'string' },
   out: { type: 'string' },
+  workers: { type: 'string' },
+  mpi: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -135,6 +145,9 @@ export function parseCli(argv: readonly string[]): Command {
   const model = modelKind(values.model);
   // The LeNet's layers are d2l's; sizes for it would be silently ignored, so they are refused.
   if (model === 'cnn' && values.hidden !== undefined) throw new UsageError('--hidden sets the MLP\'s layers; --model cnn has fixed ones');
+  const workers = positiveInt('workers', values.workers, 1);
+  if (workers > 1 && values.mpi) throw new UsageError('--workers and --mpi are two ways to run ranks: give one (under mpirun, -np sets the ranks)');
+  const batchSize = positiveInt('batch-size', values['batch-size'], DEFAULTS.batchSize, 2);
   return {
     help: false,
     options: {
@@ -142,13 +155,15 @@ export function parseCli(argv: readonly string[]): Command {
       epochs: positiveInt('epochs', values.epochs, model === 'cnn' ? DEFAULTS.cnnEpochs : DEFAULTS.epochs),
       lr: positiveNumber('lr', values.lr, DEFAULTS.lr),
       decayEpochs: positiveInt('decay-epochs', values['decay-epochs'], DEFAULTS.decayEpochs, 0),
-      batchSize: positiveInt('batch-size', values['batch-size'], DEFAULTS.batchSize, 2),
+      batchSize,
       hidden: sizes('hidden', values.hidden, DEFAULTS.hidden),
       seed: positiveInt('seed', values.seed, DEFAULTS.seed, 0),
       threads: values.threads === undefined ? undefined : positiveInt('threads', values.threads, 1),
       data: values.data,
       json: values.json,
       out: values.out,
+      workers,
+      mpi: values.mpi ?? false,
     },
   };
 }

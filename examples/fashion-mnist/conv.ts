@@ -7,13 +7,23 @@
 // is weight (O x C*k*k) times that matrix (matmulBt below). Per image, not per batch, so that the patch matrix
 // stays small (57 KB for the first layer) instead of growing with the batch (the evaluation runs 1000 images at a
 // time); backward rebuilds it rather than keeping one per image.
-import { transpose, type DenseParam } from './nn.js';
+import { Module, Parameter, type Tensor } from 'normkit';
+import { f32, f32Grad, transpose } from './nn.js';
 import type { Rng } from './rng.js';
 
 /** A float32 NCHW activation: shape [n, channels, height, width]. */
 export interface Act4 {
   data: Float32Array;
   shape: readonly [number, number, number, number];
+}
+
+/** x as an Act4, or a RangeError: the layers here take 4-d NCHW input only. */
+export function act4(x: Tensor<Float32Array>, who: string): Act4 {
+  const [n = 0, c = 0, h = 0, w = 0] = x.shape;
+  if (x.shape.length !== 4 || x.data.length !== n * c * h * w) {
+    throw new RangeError(`${who}: expected NCHW input [n, c, h, w] but received [${x.shape.join(', ')}] holding ${x.data.length} values`);
+  }
+  return { data: x.data, shape: [n, c, h, w] };
 }
 
 /**
@@ -104,16 +114,23 @@ export function matmulBt(a: Float32Array, b: Float32Array, out: Float32Array, n:
  * stored as PyTorch stores it, (O, C, k, k), which read as a matrix is the O x (C*k*k) left operand of im2col.
  * Xavier (Glorot) uniform initialization, as d2l initializes LeNet's weights; bias 0.
  */
-export class Conv2d {
-  readonly weight: DenseParam;
-  readonly bias: DenseParam;
+export class Conv2d extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
   private input: Act4 | null = null;
 
-  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernel: number, rng: Rng) {
+  /**
+   * `inputGrad` false (a network's first layer): backward skips dx, as PyTorch skips the gradient of an input
+   * that does not require one, and returns an empty tensor.
+   */
+  constructor(readonly inChannels: number, readonly outChannels: number, readonly kernel: number, rng: Rng,
+    readonly inputGrad = true) {
+    super();
     const fanIn = inChannels * kernel * kernel, fanOut = outChannels * kernel * kernel;
     const bound = Math.sqrt(6 / (fanIn + fanOut));
-    this.weight = { data: Float32Array.from({ length: outChannels * fanIn }, () => (2 * rng.next() - 1) * bound), grad: null };
-    this.bias = { data: new Float32Array(outChannels), grad: null };
+    this.weight = new Parameter(Float32Array.from({ length: outChannels * fanIn }, () => (2 * rng.next() - 1) * bound),
+      [outChannels, inChannels, kernel, kernel]);
+    this.bias = new Parameter(new Float32Array(outChannels), [outChannels]);
   }
 
   /** The output's shape for an input of shape [n, C, h, w]. */
@@ -125,16 +142,18 @@ export class Conv2d {
     return [n, this.outChannels, h - this.kernel + 1, w - this.kernel + 1];
   }
 
-  forward(x: Act4): Act4 {
+  override forward(input: Tensor<Float32Array>): Tensor<Float32Array> {
+    if (input.shape.length === 4) this.outputShape(input.shape as Act4['shape']);  // the layer's own message first
+    const x = act4(input, 'Conv2d.forward');
     const shape = this.outputShape(x.shape);
     const [n, c, h, w] = x.shape, [, o, oh, ow] = shape;
     const rows = c * this.kernel * this.kernel, p = oh * ow;
     const patches = new Float32Array(p * rows), image = new Float32Array(o * p);
-    const y = new Float32Array(n * o * p), b = this.bias.data;
+    const y = new Float32Array(n * o * p), b = f32(this.bias), weight = f32(this.weight);
     for (let s = 0; s < n; s++) {
       // y_image (O x P) = W (O x rows) . patches^T, the patches one per row (P x rows)
       im2col(x.data, s * c * h * w, c, h, w, this.kernel, patches, 1, rows);
-      matmulBt(this.weight.data, patches, image, o, rows, p);
+      matmulBt(weight, patches, image, o, rows, p);
       for (let ch = 0; ch < o; ch++) {
         const src = ch * p, dst = s * o * p + ch * p, bias = b[ch]!;
         for (let j = 0; j < p; j++) y[dst + j] = image[src + j]! + bias;
@@ -146,19 +165,19 @@ export class Conv2d {
 
   /**
    * Adds dW = sum over images of dy . cols^T and db = sum(dy) into the gradients, and returns dx = col2im of
-   * W^T . dy, or null when `needInputGrad` is false (the first layer).
+   * W^T . dy (empty for a layer made with inputGrad false).
    */
-  backward(dy: Float32Array, needInputGrad = true): Act4 | null {
+  override backward(dyTensor: Tensor<Float32Array>): Tensor<Float32Array> {
     if (!this.input) throw new Error('Conv2d.backward called before forward');
     const x = this.input;
     const [n, c, h, w] = x.shape, [, o, oh, ow] = this.outputShape(x.shape);
     const rows = c * this.kernel * this.kernel, p = oh * ow;
-    this.weight.grad ??= new Float32Array(o * rows);
-    this.bias.grad ??= new Float32Array(o);
-    const dW = this.weight.grad, db = this.bias.grad;
+    const dy = dyTensor.data;
+    if (dy.length !== n * o * p) throw new RangeError(`Conv2d.backward: expected ${n * o * p} values, the last output's, but received ${dy.length}`);
+    const dW = f32Grad(this.weight), db = f32Grad(this.bias);
     const cols = new Float32Array(rows * p), dPatches = new Float32Array(p * rows);
-    const wT = needInputGrad ? transpose(this.weight.data, o, rows) : null;
-    const dx = needInputGrad ? new Float32Array(x.data.length) : null;
+    const wT = this.inputGrad ? transpose(f32(this.weight), o, rows) : null;
+    const dx = this.inputGrad ? new Float32Array(x.data.length) : null;
     for (let s = 0; s < n; s++) {
       const dyImage = dy.subarray(s * o * p, (s + 1) * o * p);
       // dW (O x rows) += dy_image (O x P) . cols^T, cols being the patch matrix (rows x P)
@@ -175,19 +194,16 @@ export class Conv2d {
         col2imAdd(dPatches, 1, rows, c, h, w, this.kernel, dx, s * c * h * w);
       }
     }
-    return dx ? { data: dx, shape: x.shape } : null;
-  }
-
-  parameters(): DenseParam[] {
-    return [this.weight, this.bias];
+    return dx ? { data: dx, shape: x.shape } : { data: new Float32Array(0), shape: [n, 0] };
   }
 }
 
 /** nn.AvgPool2d(2, stride=2): the mean of each 2 x 2 block (an odd last row or column is dropped, as PyTorch does). */
-export class AvgPool2x2 {
+export class AvgPool2x2 extends Module {
   private inputShape: Act4['shape'] | null = null;
 
-  forward(x: Act4): Act4 {
+  override forward(input: Tensor<Float32Array>): Tensor<Float32Array> {
+    const x = act4(input, 'AvgPool2x2.forward');
     const [n, c, h, w] = x.shape, oh = h >> 1, ow = w >> 1;
     const y = new Float32Array(n * c * oh * ow);
     for (let plane = 0; plane < n * c; plane++) {
@@ -204,9 +220,11 @@ export class AvgPool2x2 {
   }
 
   /** Each input pixel of a block gets a quarter of the block's output gradient. */
-  backward(dy: Float32Array): Act4 {
+  override backward(dyTensor: Tensor<Float32Array>): Tensor<Float32Array> {
     if (!this.inputShape) throw new Error('AvgPool2x2.backward called before forward');
     const [n, c, h, w] = this.inputShape, oh = h >> 1, ow = w >> 1;
+    const dy = dyTensor.data;
+    if (dy.length !== n * c * oh * ow) throw new RangeError(`AvgPool2x2.backward: expected ${n * c * oh * ow} values, the last output's, but received ${dy.length}`);
     const dx = new Float32Array(n * c * h * w);
     for (let plane = 0; plane < n * c; plane++) {
       const dst = plane * h * w, src = plane * oh * ow;
@@ -219,5 +237,21 @@ export class AvgPool2x2 {
       }
     }
     return { data: dx, shape: this.inputShape };
+  }
+}
+
+/** nn.Flatten: (n, c, h, w) read as (n, c*h*w), NCHW's order; backward gives the gradient its 4-d shape back. */
+export class Flatten extends Module {
+  private inputShape: readonly number[] | null = null;
+
+  override forward(x: Tensor<Float32Array>): Tensor<Float32Array> {
+    const n = x.shape[0] ?? 0;
+    this.inputShape = [...x.shape];
+    return { data: x.data, shape: [n, n > 0 ? x.data.length / n : x.shape.slice(1).reduce((a, b) => a * b, 1)] };
+  }
+
+  override backward(dy: Tensor<Float32Array>): Tensor<Float32Array> {
+    if (!this.inputShape) throw new Error('Flatten.backward called before forward');
+    return { data: dy.data, shape: this.inputShape };
   }
 }

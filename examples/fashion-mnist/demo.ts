@@ -7,13 +7,14 @@
 // Whatever happens is reported as measured.
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildInfo, loadSafetensors, saveSafetensors, setNumThreads } from 'normkit';
+import { buildInfo, loadSafetensors, saveSafetensors, setNumThreads, type Communicator } from 'normkit';
 import { USAGE, UsageError, parseCli, type DemoOptions } from './cli.js';
 import { LeNet } from './cnn.js';
 import { describeSource, gatherBatch, loadData, locateData, type DataSource, type Dataset } from './data.js';
 import { estimateRun, formatDuration } from './estimate.js';
 import { Mlp } from './mlp.js';
 import type { Network } from './network.js';
+import { broadcastState, identicalOnAllRanks, stateArrays } from './parallel.js';
 import { defaultOutDir } from './paths.js';
 import { renderPlot } from './plot.js';
 import { progressHooks } from './progress.js';
@@ -28,10 +29,20 @@ export interface Output {
   error(line: string): void;
 }
 
-const consoleOutput: Output = {
+export const consoleOutput: Output = {
   log: (line) => console.log(line),
   error: (line) => process.stderr.write(`${line}\n`),
 };
+
+/** Ranks other than 0 print nothing: rank 0 speaks for the job. Errors still go to stderr. */
+const quietOutput: Output = { log: () => {}, error: consoleOutput.error };
+
+/** This process's (or thread's) part of a data-parallel run. */
+export interface RankContext {
+  comm: Communicator;
+  /** How the ranks talk: worker threads of one process, or MPI processes. */
+  communicator: 'threads' | 'mpi';
+}
 
 /** What differs between --model mlp and --model cnn. */
 interface ModelSpec {
@@ -75,16 +86,30 @@ function scheduleText(o: DemoOptions): string {
 
 const fmtLoss = (v: number | undefined) => (v === undefined ? '?' : v.toFixed(2));
 
-function runOne(out: Output, label: string, model: Network, batchNorm: boolean, o: DemoOptions, train: Dataset, test: Dataset): History {
+function runOne(out: Output, label: string, model: Network, batchNorm: boolean, o: DemoOptions, train: Dataset, test: Dataset,
+  rank: RankContext | null): History {
   out.log(`\n${label}`);
-  const bar = progressHooks(batchNorm ? 'with BN   ' : 'without BN', o.epochs);
+  const bar = rank && rank.comm.rank !== 0 ? {} : progressHooks(batchNorm ? 'with BN   ' : 'without BN', o.epochs);
   return fit(model, train, test, { epochs: o.epochs, lr: o.lr, decayEpochs: o.decayEpochs, batchSize: o.batchSize, seed: o.seed }, {
     ...bar,
     epochEnd(result) {
       bar.epochEnd?.(result);  // clears the bar before the line is printed
       out.log(epochLine(result, o.epochs));
     },
-  });
+  }, rank?.comm ?? null);
+}
+
+/**
+ * The model a rank trains: with data parallelism its batch norm layers become SyncBatchNorm over the ranks and
+ * rank 0's initial state is copied to all (they are the same from the seed already; DDP does it anyway).
+ */
+function replica(model: Network, rank: RankContext | null): Network {
+  if (!rank) return model;
+  model.synchronizeBatchNorm(rank.comm);
+  const sd = model.stateDict();
+  broadcastState(stateArrays(sd), rank.comm);
+  model.loadStateDict(sd);
+  return model;
 }
 
 /** "fc1.{weight,bias}, bn1.{weight,...}, ...": the checkpoint's keys, grouped by layer. */
@@ -107,8 +132,19 @@ function saveCheckpoint(model: Network, fresh: Network, path: string, test: Data
   writeFileSync(path, saveSafetensors(sd, { format: 'pt' }));
   fresh.loadStateDict(loadSafetensors(new Uint8Array(readFileSync(path))));
   const batch = gatherBatch(test, Uint32Array.from({ length: Math.min(256, test.count) }, (_, i) => i));
-  const a = model.eval().forward(batch.x, batch.n), b = fresh.eval().forward(batch.x, batch.n);
+  const a = model.eval().logits(batch.x, batch.n), b = fresh.eval().logits(batch.x, batch.n);
   return { keys: Object.keys(sd), identical: a.every((v, i) => Object.is(v, b[i])) };
+}
+
+/** What a data-parallel run does and synchronizes per step (the model with batch norm; README "Distributed training"). */
+function parallelLine(rank: RankContext, batchSize: number, model: Network): string {
+  const size = rank.comm.size, channels = model.norms.reduce((s, bn) => s + bn.numFeatures, 0);
+  const params = model.parameters().reduce((s, p) => s + p.data.length, 0);
+  const low = Math.floor(batchSize / size), high = Math.ceil(batchSize / size);
+  return `data-parallel: ${size} ranks (${rank.communicator === 'mpi' ? 'MPI processes' : 'worker threads'}), each ` +
+    `${low === high ? low : `${low}-${high}`} images of every batch of ${batchSize}\n` +
+    `  per step and rank: SyncBatchNorm (${model.norms.length} layers, ${channels} channels) ${3 * channels} doubles forward ` +
+    `and ${2 * channels} backward; gradients ${params.toLocaleString('en-US')} float32 in one allReduce('mean')`;
 }
 
 /** Parses the command line; a number is the exit code when there is nothing to train (help, usage error). */
@@ -125,12 +161,30 @@ function command(argv: readonly string[], out: Output): DemoOptions | number {
   }
 }
 
-/** Runs the demo for the arguments after the script name; returns the exit code. */
+/**
+ * Runs the demo for the arguments after the script name; returns the exit code. --workers and --mpi are
+ * main.ts's business (it starts the ranks and calls runRank in each); here they are refused.
+ */
 export function runDemo(argv: readonly string[], out: Output = consoleOutput): number {
   const parsed = command(argv, out);
   if (typeof parsed === 'number') return parsed;
-  const options = parsed;
+  if (parsed.workers > 1 || parsed.mpi) throw new Error('runDemo runs one process; main.ts starts the ranks of --workers and --mpi');
+  return train(parsed, out, null);
+}
+
+/** One rank of a data-parallel demo: every rank trains, rank 0 alone prints and writes files. Returns the exit code. */
+export function runRank(options: DemoOptions, rank: RankContext): number {
+  return train(options, rank.comm.rank === 0 ? consoleOutput : quietOutput, rank);
+}
+
+/** Parses the command line for main.ts: the options, or the exit code when there is nothing to train. */
+export function parseCommand(argv: readonly string[], out: Output = consoleOutput): DemoOptions | number {
+  return command(argv, out);
+}
+
+function train(options: DemoOptions, out: Output, rank: RankContext | null): number {
   const start = performance.now();
+  const root = !rank || rank.comm.rank === 0;
   if (options.threads !== undefined) setNumThreads(options.threads);
   const info = buildInfo();
   out.log(`normkit ${info.version}: ${info.simd} kernels, ${info.threads} thread(s), OpenMP ${info.openmp ? 'on' : 'off'}`);
@@ -154,14 +208,23 @@ export function runDemo(argv: readonly string[], out: Output = consoleOutput): n
   }
   out.log(`network: ${spec.description}`);
   out.log(`training: plain SGD, ${scheduleText(options)}, batch size ${options.batchSize}, ${options.epochs} epoch(s), seed ${options.seed}`);
-  const estimate = estimateRun(() => spec.make(true), train, test,
+  // The estimate times single-process steps; a data-parallel run says what it runs on instead.
+  const estimate = rank ? null : estimateRun(() => spec.make(true), train, test,
     { epochs: options.epochs, batchSize: options.batchSize, networks: 2, evalBatch: 1000 });
-  out.log(`estimate: about ${formatDuration(estimate.totalSeconds)} for both networks on this machine ` +
-    `(${(estimate.stepSeconds * 1000).toFixed(0)} ms per training batch, timed just now)`);
-
-  const withNorm = spec.make(true), plain = spec.make(false);
-  const bn = runOne(out, `with ${spec.placement}`, withNorm, true, options, train, test);
-  const none = runOne(out, 'without batch norm (same seed, data and learning rate)', plain, false, options, train, test);
+  if (estimate) {
+    out.log(`estimate: about ${formatDuration(estimate.totalSeconds)} for both networks on this machine ` +
+      `(${(estimate.stepSeconds * 1000).toFixed(0)} ms per training batch, timed just now)`);
+  }
+  const withNorm = replica(spec.make(true), rank), plain = replica(spec.make(false), rank);
+  if (rank) out.log(parallelLine(rank, options.batchSize, withNorm));
+  const bn = runOne(out, `with ${spec.placement}`, withNorm, true, options, train, test, rank);
+  const none = runOne(out, 'without batch norm (same seed, data and learning rate)', plain, false, options, train, test, rank);
+  // Every rank takes part (a collective); the state includes the running statistics.
+  const identicalWeights = !rank || [withNorm, plain].every((m) => identicalOnAllRanks(stateArrays(m.stateDict()), rank.comm));
+  if (rank) {
+    out.log(`\nweights and running statistics after training: ${identicalWeights ? 'bit-identical' : 'DIFFERENT'} on all ${rank.comm.size} ranks`);
+  }
+  if (!root) return identicalWeights ? 0 : 1;
 
   out.log(`\n${comparisonTable(bn, none, `with ${spec.normName}`)}`);
   const bestBN = bestTestAccuracy(bn), bestPlain = bestTestAccuracy(none);
@@ -201,10 +264,11 @@ export function runDemo(argv: readonly string[], out: Output = consoleOutput): n
     // JSON has no NaN: a diverged run's NaN losses are written as null.
     const json = { model: options.model, withBN: summary(bn), withoutBN: summary(none), plot: plotPath, checkpoint: checkpointPath,
       checkpointKeys: saved.keys, data: dataDescription, trainCount: train.count, testCount: test.count,
-      estimateSeconds: estimate.totalSeconds, seconds, options };
+      estimateSeconds: estimate?.totalSeconds ?? null, seconds, options,
+      ...(rank ? { distributed: { ranks: rank.comm.size, communicator: rank.communicator, identicalWeights } } : {}) };
     writeFileSync(options.json, `${JSON.stringify(json, null, 2)}\n`);
     out.log(`json: ${resolve(options.json)}`);
   }
   out.log(`total time ${seconds.toFixed(1)} s`);
-  return saved.identical ? 0 : 1;
+  return saved.identical && identicalWeights ? 0 : 1;
 }

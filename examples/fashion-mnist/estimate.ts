@@ -38,7 +38,7 @@ export function estimateRun(makeNetwork: () => Network, train: Dataset, test: Da
   const evalBatch = gatherBatch(test, Uint32Array.from({ length: evalCount }, (_, i) => i));
   model.eval();
   const start = performance.now();
-  model.forward(evalBatch.x, evalBatch.n);
+  model.logits(evalBatch.x, evalBatch.n);
   const evalSeconds = (performance.now() - start) / 1000;
   const steps = batchCount(train.count, batchSize, batchSize);
   const perEpoch = steps * stepSeconds + (test.count / evalCount) * evalSeconds;

@@ -1,6 +1,7 @@
 // The parts of the networks that are not normalization or convolution (conv.ts), in plain TypeScript: matrix
 // products, a dense (fully connected) layer with He or Xavier initialization, ReLU, sigmoid, softmax cross-entropy
 // and SGD. Everything is float32, row-major, one sample per row, like the (N, C) tensors normkit's BatchNorm1d takes.
+import { Module, Parameter, type Tensor } from 'normkit';
 import type { Rng } from './rng.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -79,38 +80,64 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Layers
+// Layers: normkit Module subclasses with their own forward and backward (normkit has no autograd), so a network is a
+// container of them and normkit's Module gives it parameters(), train()/eval(), zeroGrad() and the state dict.
 
 /**
- * A learnable array and its gradient. normkit's Parameter has this shape too (float32 or float64), so one SGD
- * loop updates the dense layers and the batch norm layers alike.
+ * A learnable array and its gradient: what sgdStep updates. normkit's Parameter has this shape (float32 or float64),
+ * so one SGD loop updates the dense, convolution and batch norm layers alike.
  */
 export interface Param {
   data: Float32Array | Float64Array;
   grad: Float32Array | Float64Array | null;
 }
 
-/** A dense layer's parameter: always float32, which the matrix products need. */
-export interface DenseParam extends Param {
-  data: Float32Array;
-  grad: Float32Array | null;
+/** A parameter's data as the Float32Array the matrix products need: the demo's own layers are float32 only. */
+export function f32(p: Parameter): Float32Array {
+  if (!(p.data instanceof Float32Array)) throw new TypeError(`expected a float32 parameter but received ${p.data.constructor.name}`);
+  return p.data;
 }
 
+/** p.grad as a Float32Array of p's length, allocated as zeros after zeroGrad() set it to null (PyTorch 2's default). */
+export function f32Grad(p: Parameter): Float32Array {
+  p.grad ??= new Float32Array(p.data.length);
+  if (!(p.grad instanceof Float32Array)) throw new TypeError(`expected a float32 gradient but received ${p.grad.constructor.name}`);
+  return p.grad;
+}
+
+/** The row count of a 2-d (n x features) float32 input, or a RangeError naming the expected shape. */
+export function rowsOf(x: Tensor<Float32Array>, features: number, who: string): number {
+  const n = x.shape[0] ?? 0;
+  if (x.shape.length !== 2 || x.shape[1] !== features || x.data.length !== n * features) {
+    throw new RangeError(`${who}: expected input of shape [n, ${features}] but received [${x.shape.join(', ')}] holding ${x.data.length} values`);
+  }
+  return n;
+}
+
+/** What a first layer's backward returns when nobody wants d(loss)/d(pixels): an empty tensor. */
+export const noInputGrad = (n: number): Tensor<Float32Array> => ({ data: new Float32Array(0), shape: [n, 0] });
+
 /**
- * y = x . W + b. W is stored (in x out) so the forward is a plain i-k-j product; PyTorch's nn.Linear stores it
- * (out x in), which is what `model.ts` writes to checkpoints.
+ * nn.Linear: y = x . W^T + b, with W stored (out x in) as nn.Linear stores it, so the state dict needs no
+ * conversion. The products run on its transpose (in x out, made per call: in*out values against the product's
+ * n*in*out multiply-adds), the shape nn.ts's fast i-k-j kernel wants.
  */
-export class Dense {
-  readonly weight: DenseParam;
-  readonly bias: DenseParam;
+export class Dense extends Module {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
   private input: { x: Float32Array; n: number } | null = null;
 
   /**
    * `init` 'he': He (Kaiming) normal, std = sqrt(2 / fan_in), which keeps the variance of the activations about
    * constant through ReLU layers, so the MLP without batch norm starts from a fair place too. 'xavier': Xavier
    * (Glorot) uniform on +-sqrt(6 / (fan_in + fan_out)), made for sigmoid layers and what d2l's LeNet uses.
+   * `inputGrad` false (a network's first layer): backward skips dx, as PyTorch skips the gradient of an input
+   * that does not require one, and returns an empty tensor.
    */
-  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, init: 'he' | 'xavier' = 'he') {
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng,
+    init: 'he' | 'xavier' = 'he', readonly inputGrad = true) {
+    super();
+    // Drawn in (in x out) order, the order of the demo's first checkpoints, so a seed keeps its weights.
     const w = new Float32Array(inFeatures * outFeatures);
     if (init === 'he') {
       const std = Math.sqrt(2 / inFeatures);
@@ -119,88 +146,100 @@ export class Dense {
       const bound = Math.sqrt(6 / (inFeatures + outFeatures));
       for (let i = 0; i < w.length; i++) w[i] = (2 * rng.next() - 1) * bound;
     }
-    this.weight = { data: w, grad: null };
-    this.bias = { data: new Float32Array(outFeatures), grad: null };
+    this.weight = new Parameter(transpose(w, inFeatures, outFeatures), [outFeatures, inFeatures]);
+    this.bias = new Parameter(new Float32Array(outFeatures), [outFeatures]);
   }
 
-  forward(x: Float32Array, n: number): Float32Array {
-    const y = new Float32Array(n * this.outFeatures);
-    matmul(x, this.weight.data, y, n, this.inFeatures, this.outFeatures);
-    const b = this.bias.data, m = this.outFeatures;
+  override forward(x: Tensor<Float32Array>): Tensor<Float32Array> {
+    const n = rowsOf(x, this.inFeatures, 'Dense.forward');
+    const k = this.inFeatures, m = this.outFeatures;
+    const y = new Float32Array(n * m);
+    matmul(x.data, transpose(f32(this.weight), m, k), y, n, k, m);
+    const b = f32(this.bias);
     for (let i = 0; i < n; i++) {
       const row = i * m;
       for (let j = 0; j < m; j++) y[row + j]! += b[j]!;
     }
-    this.input = { x, n };
-    return y;
+    this.input = { x: x.data, n };
+    return { data: y, shape: [n, m] };
   }
 
   /**
-   * Adds dW = x^T . dy and db = sum(dy) into the gradients (as PyTorch's .grad accumulates) and returns
-   * dx = dy . W^T, or null when `needInputGrad` is false (the first layer: nobody wants d(loss)/d(pixels)).
+   * Adds dW = dy^T . x and db = sum(dy) into the gradients (as PyTorch's .grad accumulates) and returns
+   * dx = dy . W (empty for a layer made with inputGrad false).
    */
-  backward(dy: Float32Array, needInputGrad = true): Float32Array | null {
+  override backward(dy: Tensor<Float32Array>): Tensor<Float32Array> {
     if (!this.input) throw new Error('Dense.backward called before forward');
     const { x, n } = this.input;
     const k = this.inFeatures, m = this.outFeatures;
-    this.weight.grad ??= new Float32Array(k * m);
-    this.bias.grad ??= new Float32Array(m);
-    matmulTransposedAAdd(x, dy, this.weight.grad, n, k, m);
-    const db = this.bias.grad;
+    if (rowsOf(dy, m, 'Dense.backward') !== n) throw new RangeError(`Dense.backward: expected ${n} rows of gradient, as the last forward had, but received ${dy.shape[0]}`);
+    // x^T . dy (in x out) by the fast kernel, then added transposed into nn.Linear's (out x in) gradient.
+    const dWt = new Float32Array(k * m);
+    matmulTransposedAAdd(x, dy.data, dWt, n, k, m);
+    const dW = f32Grad(this.weight);
+    for (let i = 0; i < k; i++) {
+      const row = i * m;
+      for (let j = 0; j < m; j++) dW[j * k + i]! += dWt[row + j]!;
+    }
+    const db = f32Grad(this.bias);
     for (let i = 0; i < n; i++) {
       const row = i * m;
-      for (let j = 0; j < m; j++) db[j]! += dy[row + j]!;
+      for (let j = 0; j < m; j++) db[j]! += dy.data[row + j]!;
     }
-    if (!needInputGrad) return null;
-    // W^T is small (k x m) next to the product (n x k x m multiply-adds), and transposing it lets dx use the
-    // same fast kernel.
+    if (!this.inputGrad) return noInputGrad(n);
     const dx = new Float32Array(n * k);
-    matmul(dy, transpose(this.weight.data, k, m), dx, n, m, k);
-    return dx;
-  }
-
-  parameters(): DenseParam[] {
-    return [this.weight, this.bias];
+    matmul(dy.data, f32(this.weight), dx, n, m, k);  // W (out x in) is dy's right operand as it stands
+    return { data: dx, shape: [n, k] };
   }
 }
 
-/** max(0, x), elementwise. Keeps its output: ReLU's gradient is 1 exactly where the output is positive. */
-export class ReLU {
-  private output: Float32Array | null = null;
+/**
+ * An elementwise activation that keeps its output, from which its gradient follows (ReLU and sigmoid both do).
+ * Subclasses write the two loops themselves: a per-element virtual call would cost the hot loops their speed.
+ */
+abstract class Activation extends Module {
+  protected output: Float32Array | null = null;
 
-  forward(x: Float32Array): Float32Array {
-    const y = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) y[i] = x[i]! > 0 ? x[i]! : 0;
-    this.output = y;
-    return y;
-  }
-
-  backward(dy: Float32Array): Float32Array {
-    if (!this.output) throw new Error('ReLU.backward called before forward');
+  /** The saved output, checked against dy's length. */
+  protected saved(dy: Tensor<Float32Array>): Float32Array {
     const y = this.output;
-    const dx = new Float32Array(dy.length);
-    for (let i = 0; i < dy.length; i++) dx[i] = y[i]! > 0 ? dy[i]! : 0;
-    return dx;
+    if (!y) throw new Error(`${this.constructor.name}.backward called before forward`);
+    if (dy.data.length !== y.length) throw new RangeError(`${this.constructor.name}.backward: expected ${y.length} values but received ${dy.data.length}`);
+    return y;
   }
 }
 
-/** 1 / (1 + e^-x), elementwise (d2l's LeNet activation). Keeps its output: the gradient is y (1 - y). */
-export class Sigmoid {
-  private output: Float32Array | null = null;
-
-  forward(x: Float32Array): Float32Array {
-    const y = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) y[i] = 1 / (1 + Math.exp(-x[i]!));
+/** nn.ReLU: max(0, x). Its gradient is 1 exactly where the output is positive. */
+export class ReLU extends Activation {
+  override forward(x: Tensor<Float32Array>): Tensor<Float32Array> {
+    const y = new Float32Array(x.data.length);
+    for (let i = 0; i < y.length; i++) y[i] = x.data[i]! > 0 ? x.data[i]! : 0;
     this.output = y;
-    return y;
+    return { data: y, shape: [...x.shape] };
   }
 
-  backward(dy: Float32Array): Float32Array {
-    if (!this.output) throw new Error('Sigmoid.backward called before forward');
-    const y = this.output;
-    const dx = new Float32Array(dy.length);
-    for (let i = 0; i < dy.length; i++) dx[i] = dy[i]! * y[i]! * (1 - y[i]!);
-    return dx;
+  override backward(dy: Tensor<Float32Array>): Tensor<Float32Array> {
+    const y = this.saved(dy);
+    const dx = new Float32Array(y.length);
+    for (let i = 0; i < y.length; i++) dx[i] = y[i]! > 0 ? dy.data[i]! : 0;
+    return { data: dx, shape: [...dy.shape] };
+  }
+}
+
+/** nn.Sigmoid: 1 / (1 + e^-x) (d2l's LeNet activation). Its gradient is y (1 - y). */
+export class Sigmoid extends Activation {
+  override forward(x: Tensor<Float32Array>): Tensor<Float32Array> {
+    const y = new Float32Array(x.data.length);
+    for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-x.data[i]!));
+    this.output = y;
+    return { data: y, shape: [...x.shape] };
+  }
+
+  override backward(dy: Tensor<Float32Array>): Tensor<Float32Array> {
+    const y = this.saved(dy);
+    const dx = new Float32Array(y.length);
+    for (let i = 0; i < y.length; i++) dx[i] = dy.data[i]! * y[i]! * (1 - y[i]!);
+    return { data: dx, shape: [...dy.shape] };
   }
 }
 
@@ -208,9 +247,11 @@ export class Sigmoid {
 // Loss and optimizer
 
 export interface LossResult {
-  /** Mean cross-entropy over the batch. */
+  /** Mean cross-entropy over the batch (0 for no rows). */
   loss: number;
-  /** d(mean loss)/d(logits) = (softmax - one_hot) / n */
+  /** The cross-entropy summed over the rows (what data-parallel ranks add up). */
+  lossSum: number;
+  /** d(mean loss)/d(logits) = (softmax - one_hot) / divisor (n unless told otherwise) */
   dLogits: Float32Array;
   /** How many rows have their largest logit at the label. */
   correct: number;
@@ -226,8 +267,12 @@ export function argmaxRow(logits: Float32Array, i: number, classes: number): num
   return best;
 }
 
-/** Softmax and cross-entropy in one step, computed from log-softmax with the row maximum subtracted (stable). */
-export function softmaxCrossEntropy(logits: Float32Array, labels: Uint8Array, n: number, classes: number): LossResult {
+/**
+ * Softmax and cross-entropy in one step, computed from log-softmax with the row maximum subtracted (stable).
+ * `divisor` (default n) divides the gradient: a data-parallel rank holding n rows of a global batch of B passes
+ * B / ranks, so that the mean over the ranks of their gradients is the global batch's (see distributed.ts).
+ */
+export function softmaxCrossEntropy(logits: Float32Array, labels: Uint8Array, n: number, classes: number, divisor = n): LossResult {
   const dLogits = new Float32Array(n * classes);
   let loss = 0, correct = 0;
   for (let i = 0; i < n; i++) {
@@ -240,11 +285,11 @@ export function softmaxCrossEntropy(logits: Float32Array, labels: Uint8Array, n:
     loss += Math.log(sum) - (logits[row + label]! - max);
     for (let c = 0; c < classes; c++) {
       const p = Math.exp(logits[row + c]! - max) / sum;
-      dLogits[row + c] = (p - (c === label ? 1 : 0)) / n;
+      dLogits[row + c] = (p - (c === label ? 1 : 0)) / divisor;
     }
     if (argmaxRow(logits, i, classes) === label) correct++;
   }
-  return { loss: loss / n, dLogits, correct };
+  return { loss: n > 0 ? loss / n : 0, lossSum: loss, dLogits, correct };
 }
 
 /** Plain SGD: p -= lr * grad. No momentum or weight decay, as in d2l's batch norm chapter. */

@@ -1,9 +1,15 @@
 // The training loop: epochs of mini-batch SGD in training mode, then accuracy on the test set in eval mode.
 // Train loss and accuracy are averaged over the epoch's batches as they go (d2l's convention), so they describe the
 // network while it was changing; test accuracy describes it at the end of the epoch.
-import { batchCount, batches, shuffledOrder, type Batch, type Dataset } from './data.js';
+//
+// With a communicator (data parallelism, parallel.ts) every rank runs this same loop in lockstep: the same shuffled
+// order from the same seed, its shard of every global batch, gradients averaged before each step, and the metrics
+// summed over the ranks, so every rank returns the same history.
+import type { Communicator } from 'normkit';
+import { batchCount, gatherBatch, shuffledOrder, type Batch, type Dataset } from './data.js';
 import type { Network } from './network.js';
 import { argmaxRow, sgdStep, softmaxCrossEntropy } from './nn.js';
+import { averageGradients, lossDivisor, shardRange, sumOverRanks } from './parallel.js';
 import { Rng } from './rng.js';
 
 export interface TrainOptions {
@@ -59,28 +65,48 @@ function trainBatchMinimum(count: number, batchSize: number): number {
 
 const CLASSES = 10;
 
-/** One SGD step on one batch: forward, loss, backward, update. Returns the batch's mean loss and correct count. */
-export function trainStep(model: Network, batch: Batch, lr: number): { loss: number; correct: number } {
-  const logits = model.forward(batch.x, batch.n);
-  const { loss, dLogits, correct } = softmaxCrossEntropy(logits, batch.labels, batch.n, CLASSES);
-  model.zeroGrad();
-  model.backward(dLogits);
-  sgdStep(model.parameters(), lr);
-  return { loss, correct };
+/** The ranks a step runs on: one process (comm null), or this rank's shard of a group's global batch. */
+export interface Replica {
+  comm: Communicator | null;
+  /** The global batch's size (this rank's `batch` is its shard of it). */
+  globalBatch: number;
 }
 
-/** Fraction of `ds` classified correctly, in eval mode (the model's mode is restored afterwards). */
-export function evaluate(model: Network, ds: Dataset, batchSize = 1000): number {
+/**
+ * One SGD step on one batch: forward, loss, backward, (average the gradients over the ranks,) update. Returns the
+ * batch's mean loss, its loss sum and its correct count (this rank's rows only).
+ */
+export function trainStep(model: Network, batch: Batch, lr: number, replica: Replica = { comm: null, globalBatch: batch.n }):
+  { loss: number; lossSum: number; correct: number } {
+  const logits = model.logits(batch.x, batch.n);
+  const size = replica.comm?.size ?? 1;
+  const { loss, lossSum, dLogits, correct } = softmaxCrossEntropy(logits, batch.labels, batch.n, CLASSES,
+    lossDivisor(replica.globalBatch, size));
+  model.zeroGrad();
+  model.backpropagate(dLogits);
+  const params = model.parameters();
+  if (replica.comm) averageGradients(params, replica.comm);
+  sgdStep(params, lr);
+  return { loss, lossSum, correct };
+}
+
+/**
+ * Fraction of `ds` classified correctly, in eval mode (the model's mode is restored afterwards). With a
+ * communicator each rank classifies its share of `ds` and the counts are summed (eval mode never communicates
+ * inside the model, so the ranks need not hold the same number of images).
+ */
+export function evaluate(model: Network, ds: Dataset, batchSize = 1000, comm: Communicator | null = null): number {
   const wasTraining = model.training;
   model.eval();
   let correct = 0;
-  const order = Uint32Array.from({ length: ds.count }, (_, i) => i);
-  for (const batch of batches(ds, order, batchSize)) {
-    const logits = model.forward(batch.x, batch.n);
+  const [from, to] = comm ? shardRange(ds.count, comm.rank, comm.size) : [0, ds.count];
+  for (let start = from; start < to; start += batchSize) {
+    const batch = gatherBatch(ds, Uint32Array.from({ length: Math.min(batchSize, to - start) }, (_, i) => start + i));
+    const logits = model.logits(batch.x, batch.n);
     for (let i = 0; i < batch.n; i++) if (argmaxRow(logits, i, CLASSES) === batch.labels[i]) correct++;
   }
   if (wasTraining) model.train();
-  return correct / ds.count;
+  return sumOverRanks([correct], comm)[0]! / ds.count;
 }
 
 /**
@@ -94,8 +120,13 @@ export function lrAt(epoch: number, options: Pick<TrainOptions, 'epochs' | 'lr' 
   return epoch > options.epochs - decay ? options.lr / 10 : options.lr;
 }
 
-/** Trains `model` for options.epochs epochs and returns the per-epoch curves. */
-export function fit(model: Network, train: Dataset, test: Dataset, options: TrainOptions, hooks: TrainHooks = {}): History {
+/**
+ * Trains `model` for options.epochs epochs and returns the per-epoch curves. With `comm`, this rank trains on its
+ * shard of every batch (its model's batch norm layers should be synchronized over the same communicator) and every
+ * rank returns the same curves; the hooks' step() sees this rank's running figures.
+ */
+export function fit(model: Network, train: Dataset, test: Dataset, options: TrainOptions, hooks: TrainHooks = {},
+  comm: Communicator | null = null): History {
   const rng = new Rng(options.seed);
   const history: History = { lr: [], trainLoss: [], trainAccuracy: [], testAccuracy: [], epochSeconds: [], seconds: 0 };
   const minSize = trainBatchMinimum(train.count, options.batchSize);
@@ -108,19 +139,24 @@ export function fit(model: Network, train: Dataset, test: Dataset, options: Trai
     model.train();
     hooks.epochStart?.(epoch, total);
     let lossSum = 0, correct = 0, seen = 0, done = 0;
-    for (const batch of batches(train, shuffledOrder(train.count, rng), options.batchSize, minSize)) {
-      const r = trainStep(model, batch, lr);
-      lossSum += r.loss * batch.n;
+    const order = shuffledOrder(train.count, rng);
+    for (let start = 0; start + minSize <= order.length; start += options.batchSize) {
+      const globalBatch = Math.min(options.batchSize, order.length - start);
+      const [from, to] = comm ? shardRange(globalBatch, comm.rank, comm.size) : [0, globalBatch];
+      const batch = gatherBatch(train, order.subarray(start + from, start + to));
+      const r = trainStep(model, batch, lr, { comm, globalBatch });
+      lossSum += r.lossSum;
       correct += r.correct;
       seen += batch.n;
       hooks.step?.(++done, lossSum / seen, correct / seen);
     }
+    const [allLoss = NaN, allCorrect = 0, allSeen = 0] = sumOverRanks([lossSum, correct, seen], comm);
     const result: EpochResult = {
       epoch,
       lr,
-      trainLoss: lossSum / seen,
-      trainAccuracy: correct / seen,
-      testAccuracy: evaluate(model, test),
+      trainLoss: allLoss / allSeen,
+      trainAccuracy: allCorrect / allSeen,
+      testAccuracy: evaluate(model, test, 1000, comm),
       seconds: (performance.now() - epochStart) / 1000,
     };
     history.lr.push(lr);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <list>
 #include <mutex>
 
@@ -19,6 +20,7 @@ struct World {
   std::mutex mutex;               // guards everything below
   pthread_cond_t wake = PTHREAD_COND_INITIALIZER;     // a task was posted, or stop was set
   pthread_cond_t settled = PTHREAD_COND_INITIALIZER;  // a waited-for task (or the start) finished
+  pthread_cond_t idled = PTHREAD_COND_INITIALIZER;    // the thread finished a task and found nothing queued
   std::list<std::function<void()>> tasks;  // a list: std::deque would need GLIBCXX_3.4.29
   bool busy = false;  // the thread is running a task (perhaps blocked in a collective)
   bool stop = false;
@@ -42,6 +44,7 @@ void loop(World& w) {
     {
       std::unique_lock<std::mutex> lock(w.mutex);
       w.busy = false;
+      if (w.tasks.empty()) pthread_cond_broadcast(&w.idled);
       while (!w.stop && w.tasks.empty()) wait(w.wake, lock);
       if (w.tasks.empty()) return;  // stop, and nothing left
       task = std::move(w.tasks.front());
@@ -177,7 +180,18 @@ void abort_world(int code) {
 
 bool world_idle() {
   World& w = world();
-  std::lock_guard<std::mutex> lock(w.mutex);
+  std::unique_lock<std::mutex> lock(w.mutex);
+  // A task signals its caller from inside itself, so for a moment after a collective has returned to JavaScript
+  // (sync) or settled its promise (async) the thread still counts as busy, until loop() takes the lock again. An
+  // exit in that moment is clean and must not abort the job: wait for the thread to come back, a short while. A
+  // collective really left in flight keeps it busy past the deadline (then the caller aborts).
+  timespec deadline{};
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_nsec += 250'000'000;
+  if (deadline.tv_nsec >= 1'000'000'000) { deadline.tv_sec += 1; deadline.tv_nsec -= 1'000'000'000; }
+  while (w.phase == Phase::running && (w.busy || !w.tasks.empty())) {
+    if (pthread_cond_timedwait(&w.idled, lock.mutex()->native_handle(), &deadline) != 0) break;  // ETIMEDOUT
+  }
   return w.phase == Phase::running && !w.busy && w.tasks.empty();
 }
 

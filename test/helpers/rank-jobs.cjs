@@ -89,4 +89,4 @@ function idle() {
   return null;
 }
 
-module.exports = { replay, forwardOnce, collectives, mismatched, idle };
+module.exports = { replay, forwardOnce, collectives, mismatched, idle, syncBnTrace: require('./sync-bn-trace.cjs') };

@@ -137,6 +137,14 @@ async function die(w, how) {
 (async () => {
   const w = nk.mpiWorld();
   if (scenario === 'collectives') writeFileSync(join(dir, `rank${w.rank}.json`), JSON.stringify(await collectives(w)));
+  else if (scenario === 'sync-batch-norm') {  // the trace test/mpi-sync-batch-norm.test.ts compares with a thread group's
+    try {
+      writeFileSync(join(dir, `rank${w.rank}.json`), JSON.stringify(await require('../helpers/sync-bn-trace.cjs')(nk, w)));
+    } catch (e) {
+      require('node:fs').writeSync(2, `rank ${w.rank}: ${e.stack}\n`);  // before the exit hook's MPI_Abort
+      throw e;
+    }
+  }
   else if (scenario.startsWith('die-')) await die(w, scenario.slice(4));
   else if (scenario === 'exit-clean') {  // no close(): the exit finalizes; rank 0 leaves last
     await w.allReduceAsync(new Float32Array(5));
