@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { expectSameLogits, hasTorch, torchLogits } from './helpers/torch-logits.js';
 import { loadSafetensors, saveSafetensors, type StateDict } from '../lib/index.js';
 import { LeNet } from '../examples/fashion-mnist/cnn.js';
 import { AvgPool2x2, Conv2d, col2imAdd, im2col, matmulBt } from '../examples/fashion-mnist/conv.js';
@@ -186,19 +187,7 @@ describe('LeNet with batch norm on a few hundred shipped images, and its checkpo
     expect(() => new LeNet({ ...model.options, batchNorm: false }).loadStateDict(sd)).toThrow(/Unexpected key\(s\) in state_dict: "bn1\./);
   });
 
-  const PYTHON = '/usr/bin/python3';
-  const hasTorch = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import torch, numpy'], { timeout: 120_000 }).status === 0;
   it.skipIf(!hasTorch)('loads into load_in_pytorch.py\'s LeNet strictly, with the same eval-mode logits', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'normkit-demo-cnn-'));
-    const checkpoint = join(dir, 'cnn-bn.safetensors');
-    writeFileSync(checkpoint, saveSafetensors(model.stateDict(), { format: 'pt' }));
-    const run = spawnSync(PYTHON, [join(__dirname, '../examples/fashion-mnist/load_in_pytorch.py'), checkpoint, '--logits'],
-      { input: Buffer.from(probe.x.buffer, probe.x.byteOffset, probe.x.byteLength), timeout: 120_000 });
-    expect(run.status, String(run.stderr)).toBe(0);
-    const out = run.stdout as Buffer;
-    const torchLogits = new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength));
-    expect(torchLogits.length).toBe(logits.length);
-    const scale = Math.max(...logits.map(Math.abs));
-    for (let i = 0; i < logits.length; i++) expect(Math.abs(torchLogits[i]! - logits[i]!)).toBeLessThan(1e-4 * scale);
+    expectSameLogits(torchLogits(model.stateDict(), 'cnn-bn.safetensors', probe.x), logits);
   });
 });

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { expectSameLogits, hasTorch, torchLogits } from './helpers/torch-logits.js';
 import { BatchNorm1d, loadSafetensors, saveSafetensors, type StateDict } from '../lib/index.js';
 import { DEFAULTS, UsageError, parseCli } from '../examples/fashion-mnist/cli.js';
 import { runDemo } from '../examples/fashion-mnist/demo.js';
@@ -249,20 +250,8 @@ describe('training with BatchNorm1d on the shipped subset, and the checkpoint', 
     expect(() => new Mlp(options).loadStateDict(missing)).toThrow(/Missing key\(s\) in state_dict: "bn2.running_var"/);
   });
 
-  const PYTHON = '/usr/bin/python3';
-  const hasTorch = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import torch, numpy'], { timeout: 120_000 }).status === 0;
   it.skipIf(!hasTorch)('loads into the equivalent torch.nn module strictly, with the same eval-mode logits', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'normkit-demo-'));
-    const checkpoint = join(dir, 'mlp-bn.safetensors');
-    writeFileSync(checkpoint, saveSafetensors(model.stateDict(), { format: 'pt' }));
-    const run = spawnSync(PYTHON, [join(__dirname, '../examples/fashion-mnist/load_in_pytorch.py'), checkpoint, '--logits'],
-      { input: Buffer.from(testBatch.x.buffer, testBatch.x.byteOffset, testBatch.x.byteLength), timeout: 120_000 });
-    expect(run.status, String(run.stderr)).toBe(0);
-    const out = run.stdout as Buffer;
-    const torchLogits = new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength));
-    expect(torchLogits.length).toBe(eval1.length);
-    const scale = Math.max(...eval1.map(Math.abs));
-    for (let i = 0; i < eval1.length; i++) expect(Math.abs(torchLogits[i]! - eval1[i]!)).toBeLessThan(1e-4 * scale);
+    expectSameLogits(torchLogits(model.stateDict(), 'mlp-bn.safetensors', testBatch.x), eval1);
   });
 });
 
