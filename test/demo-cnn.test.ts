@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { centralDifference } from './helpers/compare.js';
 import { expectSameLogits, hasTorch, torchLogits } from './helpers/torch-logits.js';
 import { loadSafetensors, saveSafetensors, type StateDict } from '../lib/index.js';
 import { LeNet } from '../examples/fashion-mnist/cnn.js';
@@ -101,13 +102,7 @@ describe('LeNet backpropagation', () => {
     const loss = () => softmaxCrossEntropy(model.logits(x, n), labels, n, 10).loss;
     model.zeroGrad();
     model.backpropagate(softmaxCrossEntropy(model.logits(x, n), labels, n, 10).dLogits);
-    const numeric = (data: Float32Array | Float64Array, i: number, h: number) => {
-      const old = data[i]!;
-      data[i] = old + h; const up = loss();
-      data[i] = old - h; const down = loss();
-      data[i] = old;
-      return (up - down) / (2 * h);
-    };
+    const numeric = (data: Float32Array | Float64Array, i: number, h: number) => centralDifference(loss, data, i, h);
     const params = model.parameters();
     expect(params).toHaveLength(2 * 5 + 2 * 4);  // 5 conv/dense layers and 4 batch norm layers, weight and bias each
     let checked = 0, largest = 0;

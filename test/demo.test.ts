@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { centralDifference } from './helpers/compare.js';
 import { expectSameLogits, hasTorch, torchLogits } from './helpers/torch-logits.js';
 import { BatchNorm1d, loadSafetensors, saveSafetensors, type StateDict } from '../lib/index.js';
 import { DEFAULTS, UsageError, parseCli } from '../examples/fashion-mnist/cli.js';
@@ -147,13 +148,7 @@ describe('the hand-written parts of the network', () => {
     model.backpropagate(softmaxCrossEntropy(model.logits(x, n), labels, n, 10).dLogits);
     // Central differences at two step sizes: float32 rounding limits how small h can be, and a step can cross a
     // ReLU kink (where the difference quotient is wrong, not the gradient), which one of the two then avoids.
-    const numeric = (data: Float32Array | Float64Array, i: number, h: number) => {
-      const old = data[i]!;
-      data[i] = old + h; const up = loss();
-      data[i] = old - h; const down = loss();
-      data[i] = old;
-      return (up - down) / (2 * h);
-    };
+    const numeric = (data: Float32Array | Float64Array, i: number, h: number) => centralDifference(loss, data, i, h);
     let count = 0, largest = 0;
     for (const p of model.parameters()) {
       for (let i = 0; i < p.data.length; i++) {

@@ -57,3 +57,15 @@ export function randn(n: number, seed: number, Ctor: Float32ArrayConstructor | F
   for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   return out;
 }
+
+/**
+ * The central difference (loss(v + h) - loss(v - h)) / 2h of `loss` in data[i], restoring data[i] afterwards:
+ * the numeric side of a finite-difference gradient check.
+ */
+export function centralDifference(loss: () => number, data: Float32Array | Float64Array, i: number, h: number): number {
+  const old = data[i]!;
+  data[i] = old + h; const up = loss();
+  data[i] = old - h; const down = loss();
+  data[i] = old;
+  return (up - down) / (2 * h);
+}
