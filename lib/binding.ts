@@ -22,30 +22,31 @@ type Arr = Float32Array | Float64Array;
 type Geo = [P: number, A: number, B: number, K: number, threads: number];
 
 // Optional trailing arguments (w, b) are per-position parameters (length K) for views with A == 1 (LayerNorm).
+// The fused activation 'relu' follows them: relu (true), r (the residual added before the ReLU, or null), and for a
+// backward dr (receives the residual's gradient, or null) and what the forward normalized with, so the kernel
+// recomputes the ReLU's mask from the saved input (scale and shift per group, or the training op's beta and b).
+type Relu = [relu: boolean, r: Arr | null];
+type ReluGrad = [relu: boolean, r: Arr | null, dr: Arr | null];
 export interface NativeBinding {
   moments(...a: [...Geo, x: Arr, mean: Float64Array, m2: Float64Array]): void;
   normalize(...a: [...Geo, x: Arr, y: Arr, mean: Float64Array, scale: Float64Array, shift: Float64Array,
-    w?: Arr | null, b?: Arr | null]): void;
+    w?: Arr | null, b?: Arr | null, ...relu: Relu | []]): void;
   backwardReduce(...a: [...Geo, dy: Arr, x: Arr, mean: Float64Array, sumDy: Float64Array, sumDyXmu: Float64Array,
-    w?: Arr | null]): void;
+    w?: Arr | null, ...relu: [...ReluGrad, scale: Float64Array, shift: Float64Array] | []]): void;
   backwardApply(...a: [...Geo, dy: Arr, x: Arr, dx: Arr, mean: Float64Array, a: Float64Array,
-    b: Float64Array | null, c: Float64Array | null, w?: Arr | null]): void;
+    b: Float64Array | null, c: Float64Array | null, w?: Arr | null,
+    ...relu: [...ReluGrad, scale: Float64Array, shift: Float64Array] | []]): void;
   paramGrad(...a: [...Geo, dy: Arr, x: Arr, mean: Float64Array | null, invstd: Float64Array, dw: Float64Array,
     db: Float64Array]): void;
   // The fused training ops. segments: parts of a group with their own gamma/beta (groups * segments entries, as
   // sumDy/sumDyXmu); w, b: per-position params; dw, db: their gradients (length K); rms: RMSNorm (centred at 0).
   forwardTrain(...a: [...Geo, x: Arr, y: Arr, eps: number, gamma: Float64Array | null, beta: Float64Array | null,
     mean: Float64Array, m2: Float64Array, invstd: Float64Array, segments?: number, w?: Arr | null, b?: Arr | null,
-    rms?: boolean]): void;
+    rms?: boolean, ...relu: Relu | []]): void;
   backwardTrain(...a: [...Geo, dy: Arr, x: Arr, dx: Arr, mean: Float64Array, invstd: Float64Array,
     gamma: Float64Array | null, sumDy: Float64Array, sumDyXmu: Float64Array, segments?: number, w?: Arr | null,
-    dw?: Float64Array | null, db?: Float64Array | null, rms?: boolean]): void;
-  /** y = relu(y + r) elementwise (the fused activation's forward epilogue). */
-  addRelu(...a: [...Geo, y: Arr, r: Arr | null]): void;
-  /** z = (z + r > 0) ? dy : 0 elementwise (the fused activation's backward prologue). */
-  reluMask(...a: [...Geo, z: Arr, r: Arr | null, dy: Arr]): void;
-  addReluAsync(...a: Parameters<NativeBinding['addRelu']>): Promise<void>;
-  reluMaskAsync(...a: Parameters<NativeBinding['reluMask']>): Promise<void>;
+    dw?: Float64Array | null, db?: Float64Array | null, rms?: boolean,
+    ...relu: [...ReluGrad, beta: Float64Array | null, b: Arr | null] | []]): void;
   forwardTrainAsync(...a: Parameters<NativeBinding['forwardTrain']>): Promise<void>;
   backwardTrainAsync(...a: Parameters<NativeBinding['backwardTrain']>): Promise<void>;
   momentsAsync(...a: Parameters<NativeBinding['moments']>): Promise<void>;

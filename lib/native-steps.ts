@@ -5,8 +5,7 @@
 // and its …Async form).
 import { native, type NativeBinding } from './binding.js';
 
-type SyncOp = 'moments' | 'normalize' | 'backwardReduce' | 'backwardApply' | 'paramGrad' | 'forwardTrain' | 'backwardTrain' |
-  'addRelu' | 'reluMask';
+type SyncOp = 'moments' | 'normalize' | 'backwardReduce' | 'backwardApply' | 'paramGrad' | 'forwardTrain' | 'backwardTrain';
 
 export interface NativeCall<K extends SyncOp = SyncOp> {
   readonly op: K;

@@ -20,7 +20,6 @@
 #include <utility>
 #include <vector>
 
-#include "activation.h"
 #include "kernels.h"
 
 #if defined(__SSE2__)
@@ -63,6 +62,7 @@ struct Job {
   int64_t scratch_doubles = 0;
   bool param_grad = false;
   int64_t segments = 0;  // > 0: a fused training op (its scratch is fused_scratch_doubles)
+  int64_t relu_scratch = 0;  // the fused ReLU's backward: relu_scratch_doubles after the kernel's own scratch
   std::vector<Napi::Value> arrays;  // typed arrays the job reads or writes: pinned while it runs async
   void operator()() {  // may throw std::bad_alloc (scratch): run_sync maps it, AsyncWorker rejects with it
     double* scratch = scratch_arena(scratch_doubles);
@@ -113,6 +113,10 @@ void* typed(const Napi::CallbackInfo& info, size_t i, const char* name, DType dt
 const double* optional_f64(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t need, Job& job) {
   if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
   return static_cast<const double*>(typed(info, i, name, DType::f64, need, job));
+}
+
+bool flag_arg(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
 }
 
 // More threads than a few per core only adds idle OpenMP threads (libgomp keeps a team per calling thread).
@@ -167,7 +171,34 @@ const T* position_param(const Napi::CallbackInfo& info, size_t i, const char* na
   return static_cast<const T*>(typed(info, i, name, dt, g.K, job));
 }
 
-// normalize(P, A, B, K, threads, x, y, mean, scale, shift, w | null, b | null)
+// An optional tensor-sized array of the op's dtype at info[i].
+template <typename T>
+T* optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return static_cast<T*>(typed(info, i, name, dt, numel(g), job));
+}
+
+// The fused ReLU at info[i..i+2]: (relu: boolean, r | null, dr | null); false or absent: none (returns false).
+// r is the residual added before the ReLU; dr, backward only, receives the residual's gradient.
+template <typename T>
+bool relu_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g, DType dt, Job& job, ReluArgs<T>& out) {
+  if (!flag_arg(info, i)) return false;
+  out = ReluArgs<T>{optional_tensor<T>(info, i + 1, "r", g, dt, job), optional_tensor<T>(info, i + 2, "dr", g, dt, job),
+                    nullptr, nullptr};
+  return true;
+}
+
+// The backward's ReLU of a normalize(mean, scale, shift) forward at info[i..i+4]: (relu, r, dr, scale, shift).
+template <typename T>
+bool normalize_relu_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g, DType dt, Job& job, ReluArgs<T>& out) {
+  if (!relu_arg(info, i, g, dt, job, out)) return false;
+  out.scale = static_cast<const double*>(typed(info, i + 3, "scale", DType::f64, groups(g), job));
+  out.shift = static_cast<const double*>(typed(info, i + 4, "shift", DType::f64, groups(g), job));
+  job.relu_scratch = relu_scratch_doubles(g, 1);
+  return true;
+}
+
+// normalize(P, A, B, K, threads, x, y, mean, scale, shift, w | null, b | null[, relu, r | null])
 template <typename T>
 void normalize_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
@@ -177,10 +208,12 @@ void normalize_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, J
   auto* shift = static_cast<const double*>(typed(info, 9, "shift", DType::f64, groups(g), job));
   const T* w = position_param<T>(info, 10, "w", g, dt, job);
   const T* b = position_param<T>(info, 11, "b", g, dt, job);
-  job.run = [=](double* s) { table<T>().normalize(x, y, g, mean, scale, shift, w, b, s, nt); };
+  ReluArgs<T> relu{};
+  const bool fused = relu_arg(info, 12, g, dt, job, relu);
+  job.run = [=](double* s) { table<T>().normalize(x, y, g, mean, scale, shift, w, b, s, nt, fused ? &relu : nullptr); };
 }
 
-// backwardReduce(P, A, B, K, threads, dy, x, mean, sumDy, sumDyXmu, w | null)
+// backwardReduce(P, A, B, K, threads, dy, x, mean, sumDy, sumDyXmu, w | null[, relu, r | null, null, scale, shift])
 template <typename T>
 void backward_reduce_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
@@ -189,10 +222,15 @@ void backward_reduce_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType
   auto* sum_dy = static_cast<double*>(typed(info, 8, "sumDy", DType::f64, groups(g), job));
   auto* sum_dyx = static_cast<double*>(typed(info, 9, "sumDyXmu", DType::f64, groups(g), job));
   const T* w = position_param<T>(info, 10, "w", g, dt, job);
-  job.run = [=](double* s) { table<T>().backward_reduce(dy, x, g, mean, w, sum_dy, sum_dyx, s, nt); };
+  ReluArgs<T> relu{};
+  const bool fused = normalize_relu_arg(info, 11, g, dt, job, relu);
+  job.run = [=](double* s) {
+    table<T>().backward_reduce(dy, x, g, mean, w, sum_dy, sum_dyx, s, nt, fused ? &relu : nullptr);
+  };
 }
 
-// backwardApply(P, A, B, K, threads, dy, x, dx, mean, a, b | null, c | null, w | null)
+// backwardApply(P, A, B, K, threads, dy, x, dx, mean, a, b | null, c | null, w | null[, relu, r | null, dr | null,
+// scale, shift])
 template <typename T>
 void backward_apply_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
@@ -204,7 +242,9 @@ void backward_apply_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType 
   const double* c = optional_f64(info, 11, "c", groups(g), job);
   if ((b == nullptr) != (c == nullptr)) internal(info.Env(), "b and c go together");
   const T* w = position_param<T>(info, 12, "w", g, dt, job);
-  job.run = [=](double* s) { table<T>().backward_apply(dy, x, dx, g, mean, a, b, c, w, s, nt); };
+  ReluArgs<T> relu{};
+  const bool fused = normalize_relu_arg(info, 13, g, dt, job, relu);
+  job.run = [=](double* s) { table<T>().backward_apply(dy, x, dx, g, mean, a, b, c, w, s, nt, fused ? &relu : nullptr); };
 }
 
 // paramGrad(P, A, B, K, threads, dy, x, mean | null, invstd, dw, db): A == 1 views only.
@@ -231,12 +271,8 @@ int64_t segments_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g) {
   return static_cast<int64_t>(d);
 }
 
-bool flag_arg(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
-}
-
 // forwardTrain(P, A, B, K, threads, x, y, eps, gamma | null, beta | null, mean, m2, invstd[, segments, w | null,
-// b | null, rms]): gamma and beta have groups * segments entries; w, b length K (A == 1).
+// b | null, rms, relu, r | null]): gamma and beta have groups * segments entries; w, b length K (A == 1).
 template <typename T>
 void forward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
@@ -252,11 +288,14 @@ void forward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType d
   const AffineArgs<T> af{job.segments, gamma, beta, position_param<T>(info, 14, "w", g, dt, job),
                          position_param<T>(info, 15, "b", g, dt, job), flag_arg(info, 16)};
   if (job.segments > 1 && (af.w || af.b)) internal(info.Env(), "segments and position parameters exclude each other");
-  job.run = [=](double* s) { table<T>().forward_train(x, y, g, af, eps, mean, m2, invstd, s, nt); };
+  ReluArgs<T> relu{};
+  const bool fused = relu_arg(info, 17, g, dt, job, relu);
+  job.run = [=](double* s) { table<T>().forward_train(x, y, g, af, eps, mean, m2, invstd, s, nt, fused ? &relu : nullptr); };
 }
 
 // backwardTrain(P, A, B, K, threads, dy, x, dx, mean, invstd, gamma | null, sumDy, sumDyXmu[, segments, w | null,
-// dw | null, db | null, rms]): gamma, sumDy, sumDyXmu have groups * segments entries; w, dw, db length K (A == 1).
+// dw | null, db | null, rms, relu, r | null, dr | null, beta | null, b | null]): gamma, sumDy, sumDyXmu, beta have
+// groups * segments entries; w, dw, db, b length K (A == 1). beta and b (the forward's) are read only with relu.
 template <typename T>
 void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
@@ -278,29 +317,15 @@ void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType 
   }
   job.param_grad = dw || db;
   if (job.segments > 1 && (w || job.param_grad)) internal(info.Env(), "segments and position parameters exclude each other");
-  const AffineArgs<T> af{job.segments, gamma, nullptr, w, nullptr, flag_arg(info, 17)};
+  ReluArgs<T> relu{};
+  const bool fused = relu_arg(info, 18, g, dt, job, relu);
+  const double* beta = fused ? optional_f64(info, 21, "beta", per_segment, job) : nullptr;
+  const T* b = fused ? position_param<T>(info, 22, "b", g, dt, job) : nullptr;
+  if (fused) job.relu_scratch = relu_scratch_doubles(g, job.segments);
+  const AffineArgs<T> af{job.segments, gamma, beta, w, b, flag_arg(info, 17)};
   job.run = [=](double* s) {
-    table<T>().backward_train(dy, x, dx, g, af, mean, invstd, sum_dy, sum_dyx, dw, db, s, nt);
+    table<T>().backward_train(dy, x, dx, g, af, mean, invstd, sum_dy, sum_dyx, dw, db, s, nt, fused ? &relu : nullptr);
   };
-}
-
-// addRelu(P, A, B, K, threads, y, r | null): y = relu(y + r) over all P·A·B·K elements (layout-free).
-template <typename T>
-void add_relu_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
-  auto* y = static_cast<T*>(typed(info, 5, "y", dt, numel(g), job));
-  const T* r = info[6].IsNull() || info[6].IsUndefined() ? nullptr : static_cast<const T*>(typed(info, 6, "r", dt, numel(g), job));
-  const int64_t n = numel(g);
-  job.run = [=](double*) { add_relu<T>(y, r, n, nt); };
-}
-
-// reluMask(P, A, B, K, threads, z, r | null, dy): z = (z + r > 0) ? dy : 0 (layout-free).
-template <typename T>
-void relu_mask_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
-  auto* z = static_cast<T*>(typed(info, 5, "z", dt, numel(g), job));
-  const T* r = info[6].IsNull() || info[6].IsUndefined() ? nullptr : static_cast<const T*>(typed(info, 6, "r", dt, numel(g), job));
-  auto* dy = static_cast<const T*>(typed(info, 7, "dy", dt, numel(g), job));
-  const int64_t n = numel(g);
-  job.run = [=](double*) { relu_mask<T>(z, r, dy, n, nt); };
 }
 
 using JobBuilder = void (*)(const Napi::CallbackInfo&, Shape4, int, DType, Job&);
@@ -317,6 +342,7 @@ Job parse(const Napi::CallbackInfo& info) {
   if (numel(g) == 0) job.run = [](double*) {};  // nothing to do; lib/ handles empty batches
   else if (job.segments > 0) job.scratch_doubles = kernels().fused_scratch_doubles(g, job.segments, job.param_grad);
   else job.scratch_doubles = kernels().scratch_doubles(g, job.param_grad);
+  if (numel(g) != 0) job.scratch_doubles += job.relu_scratch;
   return job;
 }
 
@@ -439,8 +465,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   export_op<param_grad_job<float>, param_grad_job<double>>(env, exports, "paramGrad");
   export_op<forward_train_job<float>, forward_train_job<double>>(env, exports, "forwardTrain");
   export_op<backward_train_job<float>, backward_train_job<double>>(env, exports, "backwardTrain");
-  export_op<add_relu_job<float>, add_relu_job<double>>(env, exports, "addRelu");
-  export_op<relu_mask_job<float>, relu_mask_job<double>>(env, exports, "reluMask");
   exports.Set("copy", Napi::Function::New(env, Copy));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

@@ -19,25 +19,42 @@ struct AffineArgs {
   bool rms;
 };
 
+// The fused activation 'relu' (core/relu.h): what the kernels that take it need besides their own arguments. Passed
+// as a pointer, null for no activation.
+template <typename T>
+struct ReluArgs {
+  const T* r;  // the residual added before the ReLU, or null
+  T* dr;       // backward: receives the residual's gradient (dy masked by the ReLU), or null
+  // backward_reduce / backward_apply: the forward's normalize scale and shift per group (its centre is the kernel's
+  // mean). backward_train recomputes them from its mean, invstd and AffineArgs (gamma, beta, w, b of the forward).
+  const double* scale;
+  const double* shift;
+};
+
+// Scratch (doubles) a backward with the ReLU needs beyond the kernel's own: the forward's coefficients per group
+// (or per segment), placed after the scratch_doubles / fused_scratch_doubles of the same call.
+inline int64_t relu_scratch_doubles(Shape4 g, int64_t segments) { return 4 * g.P * g.B * segments; }
+
 // w, b: optional per-position parameters (length K, views with A == 1 only; see core/geometry.h).
 template <typename T>
 struct KernelsOf {
   void (*moments)(const T* x, Shape4 g, double* mean, double* m2, double* scratch, int threads);
   void (*normalize)(const T* x, T* y, Shape4 g, const double* mean, const double* scale, const double* shift,
-                    const T* w, const T* b, double* scratch, int threads);
+                    const T* w, const T* b, double* scratch, int threads, const ReluArgs<T>* relu);
   void (*backward_reduce)(const T* dy, const T* x, Shape4 g, const double* mean, const T* w, double* sum_dy,
-                          double* sum_dy_xmu, double* scratch, int threads);
+                          double* sum_dy_xmu, double* scratch, int threads, const ReluArgs<T>* relu);
   void (*backward_apply)(const T* dy, const T* x, T* dx, Shape4 g, const double* mean, const double* a,
-                         const double* b, const double* c, const T* w, double* scratch, int threads);
+                         const double* b, const double* c, const T* w, double* scratch, int threads,
+                         const ReluArgs<T>* relu);
   void (*param_grad)(const T* dy, const T* x, Shape4 g, const double* mean, const double* invstd, double* dw,
                      double* db, double* scratch, int threads);
   // Whole training forward / backward of every layer: see core/fused.h. Scratch: fused_scratch_doubles.
   void (*forward_train)(const T* x, T* y, Shape4 g, const AffineArgs<T>& af, double eps, double* mean, double* m2,
-                        double* invstd, double* scratch, int threads);
+                        double* invstd, double* scratch, int threads, const ReluArgs<T>* relu);
   // sum_dy, sum_dyx: groups * segments; dw, db: per-position gradients (length K, A == 1), or null.
   void (*backward_train)(const T* dy, const T* x, T* dx, Shape4 g, const AffineArgs<T>& af, const double* mean,
                          const double* invstd, double* sum_dy, double* sum_dyx, double* dw, double* db,
-                         double* scratch, int threads);
+                         double* scratch, int threads, const ReluArgs<T>* relu);
 };
 
 struct Kernels {

@@ -2,14 +2,16 @@
 // (helpers/reference.ts). Small shapes cannot reach these paths: the fused per-channel walk with streaming stores
 // (an output over 16 MB), channel waves (a channel within L3 split over the threads), the two-phase walk over
 // channels larger than L3, the row walk with many row blocks,
-// the weight-gradient column reduction over 65536 rows. Agreement between thread counts or ISAs proves only
-// determinism; this file proves the numbers.
+// the weight-gradient column reduction over 65536 rows — and each of them with the fused ReLU (and residual) inside
+// the normalize and backward passes. Agreement between thread counts or ISAs proves only determinism; this file
+// proves the numbers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm, getNumThreads, setNumThreads, type Tensor,
 } from '../lib/index.js';
 import { expectNear, rng } from './helpers/compare.js';
 import { byChannel, byRow, bySampleChannel, bySampleGroup, refNorm, refNormBackward, type Grouping } from './helpers/reference.js';
+import type { ForwardOptions } from '../lib/index.js';
 
 const initial = getNumThreads();
 beforeAll(() => setNumThreads(2));
@@ -31,7 +33,8 @@ function affineInit(p: { data: Float32Array | Float64Array } | null, f: (i: numb
 }
 
 interface Layer {
-  forward(x: Tensor): Tensor; backward(dy: Tensor): Tensor; eval(): unknown;
+  forward(x: Tensor, options?: ForwardOptions): Tensor; backward(dy: Tensor): Tensor; eval(): unknown;
+  readonly residualGrad: Tensor | null;
   weight: { data: Float32Array | Float64Array; grad: Float32Array | Float64Array | null } | null;
   bias: { data: Float32Array | Float64Array; grad: Float32Array | Float64Array | null } | null;
 }
@@ -108,5 +111,119 @@ describe('the rest of the family at bench size against the float64 reference', (
   it('InstanceNorm2d [16,64,56,56] with affine', () => {
     const x = input([16, 64, 56, 56], 5, 'float32', -1);
     checkTrainingStep(new InstanceNorm2d(64, { affine: true }), x, bySampleChannel(x.shape), 1e-5, 'float32');
+  });
+});
+
+/**
+ * What the fused ReLU should give, from a float64 forward `pre` of the layer (before the activation) and its
+ * backward `grad(dz)`: y = relu(pre + r), and the layer's gradients of dz = (pre + r > 0) ? dy : 0.
+ */
+interface Reference {
+  pre: Float64Array;
+  grad(dz: Float64Array): { dx: Float64Array; dweight: Float64Array; dbias: Float64Array };
+}
+
+/**
+ * One forward and backward of a layer built with activation 'relu' against the reference. dy is 0 wherever the
+ * reference pre-activation is within 1e-4 of 0: float rounding there may fall on either side of the ReLU, which
+ * would test rounding, not the kernel (exact ties at 0 are the PyTorch fixtures' job: test/fused.parity.test.ts).
+ */
+function checkFused(layer: Layer, x: Tensor, dtype: DT, residual: Tensor | undefined, reference: () => Reference): void {
+  const y = layer.forward(x, { residual });
+  const ref = reference(), r = residual?.data, n = x.data.length;
+  const v = new Float64Array(n), yRef = new Float64Array(n), dz = new Float64Array(n);
+  for (let i = 0; i < n; i++) { v[i] = ref.pre[i]! + (r ? r[i]! : 0); yRef[i] = Math.max(v[i]!, 0); }
+  expectNear(y.data, yRef, TOL[dtype], 'relu y');
+  const dy = input(x.shape as number[], 9, dtype);
+  for (let i = 0; i < n; i++) {
+    if (Math.abs(v[i]!) < 1e-4) dy.data[i] = 0;
+    dz[i] = v[i]! > 0 ? dy.data[i]! : 0;
+  }
+  const dx = layer.backward(dy), rb = ref.grad(dz);
+  expectNear(dx.data, rb.dx, TOL[dtype], 'relu dx');
+  if (layer.weight) expectNear(layer.weight.grad!, rb.dweight, TOL[dtype], 'relu dweight');
+  if (layer.bias) expectNear(layer.bias.grad!, rb.dbias, TOL[dtype], 'relu dbias');
+  if (residual) expectNear(layer.residualGrad!.data, dz, TOL[dtype], 'residual gradient');
+  else expect(layer.residualGrad).toBeNull();
+}
+
+/** The training reference of a layer with the fused ReLU. */
+function training(layer: Layer, x: Tensor, gr: Grouping, eps: number): () => Reference {
+  affineInit(layer.weight, (i) => 0.5 + (i % 7) / 4);
+  affineInit(layer.bias, (i) => ((i % 5) - 2) / 3);
+  const w = layer.weight?.data ?? null, b = layer.bias?.data ?? null;
+  return () => {
+    const stats = refNorm(x.data, gr, eps, { weight: w, bias: b });
+    return { pre: stats.y, grad: (dz) => refNormBackward(x.data, dz, gr, eps, { weight: w, stats }) };
+  };
+}
+
+/** The eval reference (running statistics; a layer with weight and bias): dx = dz * w * invstd. */
+function evaluation(layer: Layer & { runningMean: Float32Array | Float64Array | null; runningVar: Float32Array | Float64Array | null },
+  x: Tensor, gr: Grouping, eps: number): () => Reference {
+  layer.eval();
+  return () => {
+    const rm = layer.runningMean!, rv = layer.runningVar!, w = layer.weight!.data, b = layer.bias!.data;
+    const inv = Float64Array.from(rv, (v) => 1 / Math.sqrt(v + eps)), n = x.data.length;
+    const channel = new Int32Array(n), xhat = new Float64Array(n), pre = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const c = (channel[i] = gr.paramOf(i));
+      xhat[i] = (x.data[i]! - rm[c]!) * inv[c]!;
+      pre[i] = xhat[i]! * w[c]! + b[c]!;
+    }
+    return {
+      pre,
+      grad: (dz) => {
+        const dweight = new Float64Array(gr.params), dbias = new Float64Array(gr.params), dx = new Float64Array(n);
+        for (let i = 0; i < n; i++) {
+          const c = channel[i]!, d = dz[i]!;
+          dweight[c]! += d * xhat[i]!; dbias[c]! += d; dx[i] = d * w[c]! * inv[c]!;
+        }
+        return { dx, dweight, dbias };
+      },
+    };
+  };
+}
+
+// Paths of the fused ReLU: the batch-norm walks above (the streaming 2-D row walk of [65536,512] is the channels-last
+// row walk's code with longer rows, so it is left out for time), with the eval passes (normalize, and the eval
+// backward's two passes) on one shape of each walk.
+const FUSED: Array<{ shape: number[]; channelsLast?: boolean; dtype?: DT; residual: boolean; eval: boolean }> = [
+  { shape: [64, 128, 56, 56], residual: true, eval: true },
+  { shape: [256, 3, 112, 112], residual: false, eval: false },
+  { shape: [1, 2, 2048, 4096], residual: true, eval: false },
+  { shape: [64, 56, 56, 128], channelsLast: true, residual: true, eval: true },
+  { shape: [8192, 1024], residual: false, eval: true },
+  { shape: [32, 128, 56, 56], dtype: 'float64', residual: true, eval: false },
+];
+
+describe('the fused ReLU (and residual) on every fast path at bench size, against the float64 reference', () => {
+  for (const { shape, channelsLast = false, dtype = 'float32', residual, eval: andEval } of FUSED) {
+    const path = BATCH_NORM.find((b) => b.shape.join() === shape.join())!.path;
+    it(`${dtype} [${shape.join(',')}]${channelsLast ? ' channels-last' : ''}: ${path}${residual ? ', residual' : ''}${andEval ? ', train and eval' : ''}`, () => {
+      const C = shape[channelsLast || shape.length === 2 ? shape.length - 1 : 1]!;
+      const bn = shape.length === 2 ? new BatchNorm1d(C, { dtype, activation: 'relu' }) : new BatchNorm2d(C, { dtype, channelsLast, activation: 'relu' });
+      const x = input(shape, 1, dtype, 3), gr = byChannel(shape, channelsLast);
+      checkFused(bn, x, dtype, residual ? input(shape, 10, dtype) : undefined, training(bn, x, gr, 1e-5));
+      if (!andEval) return;
+      // Eval after the step set the running statistics; the other residual form.
+      bn.weight!.grad = null; bn.bias!.grad = null;
+      checkFused(bn, x, dtype, residual ? undefined : input(shape, 12, dtype), evaluation(bn, x, gr, 1e-5));
+    });
+  }
+
+  it('LayerNorm [65536,512] with residual: per-position w, b in the mask, column reduction of dz', () => {
+    const ln = new LayerNorm(512, { activation: 'relu' }), x = input([65536, 512], 2, 'float32', -4);
+    checkFused(ln, x, 'float32', input(x.shape as number[], 13, 'float32'), training(ln, x, byRow(x.data.length, 512), 1e-5));
+  });
+
+  it('GroupNorm(32) [16,256,56,56]: per-channel segments in the mask', () => {
+    const gn = new GroupNorm(32, 256, { activation: 'relu' }), x = input([16, 256, 56, 56], 4, 'float32', 2);
+    checkFused(gn, x, 'float32', undefined, training(gn, x, bySampleGroup(x.shape, 32), 1e-5));
+  });
+
+  it('InstanceNorm2d [16,64,56,56] with affine, residual', () => {
+    const inorm = new InstanceNorm2d(64, { affine: true, activation: 'relu' }), x = input([16, 64, 56, 56], 5, 'float32', -1);
+    checkFused(inorm, x, 'float32', input(x.shape as number[], 14, 'float32'), training(inorm, x, bySampleChannel(x.shape), 1e-5));
   });
 });

@@ -8,7 +8,8 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
-import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums, type StatsGuard } from './core.js';
+import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, normalizeRelu, ofInputKind, type GradSums,
+  type ReluBackward, type ReluForward, type StatsGuard } from './core.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { checkCommunicator } from '../distributed/checks.js';
 import { syncBackwardTrain, syncForwardTrain, type SyncLayout } from './sync-batch-norm.js';
@@ -130,13 +131,17 @@ function checkForward(x: unknown, options: unknown) {
   return { x: t, o, lay, rm, rv, weight, bias, y, comm };
 }
 
-/** `accept` sees the training statistics before the running ones are updated (the layers' nonFinite option). */
-export function* batchNormSteps(input: Tensor, options: BatchNormOptions, accept: StatsGuard = acceptAll): Steps<BatchNormResult> {
+/**
+ * `accept` sees the training statistics before the running ones are updated (the layers' nonFinite option); `relu`:
+ * the layers' fused activation, applied in the normalize pass.
+ */
+export function* batchNormSteps(input: Tensor, options: BatchNormOptions, accept: StatsGuard = acceptAll,
+  relu: ReluForward | null = null): Steps<BatchNormResult> {
   const { x, o, lay, rm, rv, weight, bias, y, comm } = checkForward(input, options);
   const C = lay.channels, eps = o.eps!, momentum = o.momentum!;
   const gamma = weight ? Float64Array.from(weight) : null, beta = bias ? Float64Array.from(bias) : null;
   if (comm) {  // an empty rank still takes part: every rank must make the same collectives
-    const g = yield* syncForwardTrain(comm, syncLayout(x, lay, o.channelsLast!), x.data, y, eps, gamma, beta);
+    const g = yield* syncForwardTrain(comm, syncLayout(x, lay, o.channelsLast!), x.data, y, eps, gamma, beta, relu);
     if (g.count > 0 && rm && rv && accept(g.mean, g.m2)) updateRunningStats(rm, rv, g.mean, g.m2, g.count, momentum);
     return { y: { data: y, shape: x.shape }, count: g.count, saveMean: g.mean, saveInvstd: g.invstd };
   }
@@ -144,27 +149,13 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions, accept
   if (isEmpty(x)) return { y: { data: y, shape: x.shape }, count: 0, saveMean: new Float64Array(C), saveInvstd: new Float64Array(C) };
   if (!o.training) {
     const mean = Float64Array.from(rm!), invstd = Float64Array.from(rv!, (v) => 1 / Math.sqrt(v + eps));
-    yield* normalize(lay.view, x.data, y, mean, invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), beta ?? new Float64Array(C));
+    yield* normalize(lay.view, x.data, y, mean, invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), beta ?? new Float64Array(C),
+      null, null, relu);
     return { y: { data: y, shape: x.shape }, count: n, saveMean: mean, saveInvstd: invstd };
   }
-  const s = yield* forwardTrain(lay.view, x.data, y, eps, gamma, beta);  // biased variance to normalize
+  const s = yield* forwardTrain(lay.view, x.data, y, eps, gamma, beta, {}, relu);  // biased variance to normalize
   if (rm && rv && accept(s.mean, s.m2)) updateRunningStats(rm, rv, s.mean, s.m2, n, momentum);
   return { y: { data: y, shape: x.shape }, count: n, saveMean: s.mean, saveInvstd: s.invstd };
-}
-
-/**
- * The pre-activation output of a batchNorm forward again, into z, from its input and saved statistics (training:
- * batch statistics, eval: running ones) and parameters: (x − mean) · invstd · gamma + beta with the same
- * coefficients the forward's kernel used, so the same bits. The fused activation's backward recomputes its mask
- * from it instead of keeping one.
- */
-export function* batchNormRenormalize(x: Tensor, z: FloatArray, channelsLast: boolean,
-  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
-  if (isEmpty(x)) return;
-  const lay = layoutOf(x, 'batchNorm', channelsLast);
-  const gamma = saved.weight ? Float64Array.from(saved.weight) : null;
-  yield* normalize(lay.view, x.data, z, saved.mean, saved.invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)),
-    saved.bias ? Float64Array.from(saved.bias) : new Float64Array(lay.channels));
 }
 
 /** running = (1 - momentum) * running + momentum * batch, the variance unbiased (n / (n - 1)), as PyTorch. */
@@ -210,26 +201,35 @@ function checkBackward(dy: unknown, x: unknown, options: unknown) {
   return { dy: tdy, x: tx, training: o.training ?? true, lay, mean, invstd, weight, dx, comm, channelsLast: o.channelsLast! };
 }
 
-/** paramGrads false (frozen weight and bias): the eval pass that only dweight / dbias need is skipped (zeros). */
-export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: BatchNormBackwardOptions, paramGrads = true):
-  Steps<BatchNormBackwardResult> {
+/** The backward of the layers' fused activation: the forward's bias besides ReluBackward (see core.ts). */
+export interface BatchNormRelu extends ReluBackward { bias: FloatArray | null }
+
+/**
+ * paramGrads false (frozen weight and bias): the eval pass that only dweight / dbias need is skipped (zeros).
+ * relu: the backward of the layers' fused activation (dy masked by the ReLU in every pass that reads it).
+ */
+export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: BatchNormBackwardOptions, paramGrads = true,
+  relu: BatchNormRelu | null = null): Steps<BatchNormBackwardResult> {
   const { dy, x, training, lay, mean, invstd, weight, dx, comm, channelsLast } = checkBackward(dyIn, xIn, options);
   const C = lay.channels;
   const gamma = weight ? Float64Array.from(weight) : null;
+  const viaNormalize = relu && normalizeRelu(relu, invstd, gamma, relu.bias);  // eval and SyncBatchNorm forwards
   const zeros = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, new Float64Array(C)), dbias: asDtype(x.data, new Float64Array(C)) });
   let sums: GradSums;
   if (comm) {
     // An empty rank still takes part in the all-reduce; its local gradients are zero.
-    sums = yield* syncBackwardTrain(comm, syncLayout(x, lay, channelsLast), dy.data, x.data, dx, mean, invstd, gamma);
+    sums = yield* syncBackwardTrain(comm, syncLayout(x, lay, channelsLast), dy.data, x.data, dx, mean, invstd, gamma, viaNormalize);
     if (isEmpty(x)) return zeros();
   } else if (isEmpty(x)) {
     return zeros();
   } else if (training) {
-    sums = yield* backwardTrain(lay.view, dy.data, x.data, dx, mean, invstd, gamma);
+    sums = yield* backwardTrain(lay.view, dy.data, x.data, dx, mean, invstd, gamma, {},
+      relu && { r: relu.r, dr: relu.dr, beta: relu.bias && Float64Array.from(relu.bias), b: null });
   } else {
     // eval: dx = dy * w * invstd; the sums give only dweight and dbias.
-    sums = paramGrads ? yield* gradSums(lay.view, dy.data, x.data, mean) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
-    yield* applyGrad(lay.view, dy.data, x.data, dx, mean, { a: invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), b: null, c: null });
+    sums = paramGrads ? yield* gradSums(lay.view, dy.data, x.data, mean, null, viaNormalize) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
+    yield* applyGrad(lay.view, dy.data, x.data, dx, mean, { a: invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), b: null, c: null },
+      null, viaNormalize);
   }
   return { dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, sums.sumDyXmu.map((v, c) => v * invstd[c]!)), dbias: asDtype(x.data, sums.sumDy) };
 }

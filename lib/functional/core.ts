@@ -13,6 +13,31 @@ export const groupSize = (v: View4) => v.A * v.K;
 
 export interface Moments { mean: Float64Array; m2: Float64Array }
 
+/**
+ * The fused activation 'relu' of a layer (see modules/layer.ts), forward: y = relu(norm(x) + r) in the normalize pass
+ * itself; r is the residual, or null.
+ */
+export interface ReluForward { r: FloatArray | null }
+
+/**
+ * Its backward: the kernels read dz = (norm(x) + r > 0) ? dy : 0 wherever they read dy, the mask recomputed from the
+ * saved input with what the forward normalized with (no mask kept). dr receives dz (the residual's gradient), or null.
+ */
+export interface ReluBackward { r: FloatArray | null; dr: FloatArray | null }
+
+/** ReluBackward of a `normalize` forward (eval, SyncBatchNorm): the scale and shift it was given. */
+export interface NormalizeRelu extends ReluBackward { scale: Float64Array; shift: Float64Array }
+
+/** The NormalizeRelu of a forward whose scale was invstd · gamma and shift beta (zeros without), per group. */
+export function normalizeRelu(relu: ReluBackward, invstd: Float64Array, gamma: ArrayLike<number> | null,
+  beta: ArrayLike<number> | null): NormalizeRelu {
+  const G = invstd.length;
+  return { r: relu.r, dr: relu.dr, scale: invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), shift: beta ? Float64Array.from(beta) : new Float64Array(G) };
+}
+
+/** ReluBackward of a `forwardTrain` forward: its beta and per-position b (gamma, w and the statistics are shared). */
+export interface TrainRelu extends ReluBackward { beta: Float64Array | null; b: FloatArray | null }
+
 /** Per-group mean and M2 = sum((x - mean)^2), from the native two-pass tiles + Chan merge. */
 export function* moments(v: View4, x: FloatArray): Steps<Moments> {
   const mean = new Float64Array(groupsOf(v)), m2 = new Float64Array(groupsOf(v));
@@ -22,16 +47,19 @@ export function* moments(v: View4, x: FloatArray): Steps<Moments> {
 
 /** y = (x - mean) * scale + shift per group; w, b: optional per-position params (LayerNorm, RMSNorm). */
 export function* normalize(v: View4, x: FloatArray, y: FloatArray, mean: Float64Array, scale: Float64Array,
-  shift: Float64Array, w: FloatArray | null = null, b: FloatArray | null = null): Steps<void> {
-  yield call('normalize', ...geo(v), x, y, mean, scale, shift, w, b);
+  shift: Float64Array, w: FloatArray | null = null, b: FloatArray | null = null, relu: ReluForward | null = null): Steps<void> {
+  yield relu ? call('normalize', ...geo(v), x, y, mean, scale, shift, w, b, true, relu.r)
+    : call('normalize', ...geo(v), x, y, mean, scale, shift, w, b);
 }
 
 export interface GradSums { sumDy: Float64Array; sumDyXmu: Float64Array }
 
 /** Per group: sum(dy * w) and sum(dy * w * (x - mean)); w: optional per-position params. */
-export function* gradSums(v: View4, dy: FloatArray, x: FloatArray, mean: Float64Array, w: FloatArray | null = null): Steps<GradSums> {
+export function* gradSums(v: View4, dy: FloatArray, x: FloatArray, mean: Float64Array, w: FloatArray | null = null,
+  relu: NormalizeRelu | null = null): Steps<GradSums> {
   const sumDy = new Float64Array(groupsOf(v)), sumDyXmu = new Float64Array(groupsOf(v));
-  yield call('backwardReduce', ...geo(v), dy, x, mean, sumDy, sumDyXmu, w);
+  yield relu ? call('backwardReduce', ...geo(v), dy, x, mean, sumDy, sumDyXmu, w, true, relu.r, null, relu.scale, relu.shift)
+    : call('backwardReduce', ...geo(v), dy, x, mean, sumDy, sumDyXmu, w);
   return { sumDy, sumDyXmu };
 }
 
@@ -56,8 +84,10 @@ export function trainingCoefs(G: number, M: number, invstd: Float64Array, gamma:
 
 /** dx = a * (dy * w) + b * (x - mean) + c per group; b = c = null: dx = a * (dy * w). */
 export function* applyGrad(v: View4, dy: FloatArray, x: FloatArray, dx: FloatArray, mean: Float64Array,
-  coefs: { a: Float64Array; b: Float64Array | null; c: Float64Array | null }, w: FloatArray | null = null): Steps<void> {
-  yield call('backwardApply', ...geo(v), dy, x, dx, mean, coefs.a, coefs.b, coefs.c, w);
+  coefs: { a: Float64Array; b: Float64Array | null; c: Float64Array | null }, w: FloatArray | null = null,
+  relu: NormalizeRelu | null = null): Steps<void> {
+  yield relu ? call('backwardApply', ...geo(v), dy, x, dx, mean, coefs.a, coefs.b, coefs.c, w, true, relu.r, relu.dr, relu.scale, relu.shift)
+    : call('backwardApply', ...geo(v), dy, x, dx, mean, coefs.a, coefs.b, coefs.c, w);
 }
 
 /**
@@ -82,10 +112,11 @@ export interface Affine { segments?: number; w?: FloatArray | null; b?: FloatArr
  * fused per group in the kernel where a group stays cache-resident (one read of x from memory).
  */
 export function* forwardTrain(v: View4, x: FloatArray, y: FloatArray, eps: number, gamma: Float64Array | null,
-  beta: Float64Array | null, af: Affine = {}): Steps<TrainStats> {
+  beta: Float64Array | null, af: Affine = {}, relu: ReluForward | null = null): Steps<TrainStats> {
   const G = groupsOf(v), mean = new Float64Array(G), m2 = new Float64Array(G), invstd = new Float64Array(G);
-  yield call('forwardTrain', ...geo(v), x, y, eps, gamma, beta, mean, m2, invstd, af.segments ?? 1, af.w ?? null,
-    af.b ?? null, af.rms ?? false);
+  const args = [...geo(v), x, y, eps, gamma, beta, mean, m2, invstd, af.segments ?? 1, af.w ?? null, af.b ?? null,
+    af.rms ?? false] as const;
+  yield relu ? call('forwardTrain', ...args, true, relu.r) : call('forwardTrain', ...args);
   return { mean, m2, invstd };
 }
 
@@ -96,11 +127,13 @@ export interface TrainGrads extends GradSums { dw: Float64Array | null; db: Floa
  * the per-position gradients dw[k] = sum dy * (x - mean) * invstd, db[k] = sum dy from the same pass.
  */
 export function* backwardTrain(v: View4, dy: FloatArray, x: FloatArray, dx: FloatArray, mean: Float64Array,
-  invstd: Float64Array, gamma: Float64Array | null, af: Affine & { columns?: boolean } = {}): Steps<TrainGrads> {
+  invstd: Float64Array, gamma: Float64Array | null, af: Affine & { columns?: boolean } = {},
+  relu: TrainRelu | null = null): Steps<TrainGrads> {
   const n = groupsOf(v) * (af.segments ?? 1), sumDy = new Float64Array(n), sumDyXmu = new Float64Array(n);
   const dw = af.columns ? new Float64Array(v.K) : null, db = af.columns ? new Float64Array(v.K) : null;
-  yield call('backwardTrain', ...geo(v), dy, x, dx, mean, invstd, gamma, sumDy, sumDyXmu, af.segments ?? 1,
-    af.w ?? null, dw, db, af.rms ?? false);
+  const args = [...geo(v), dy, x, dx, mean, invstd, gamma, sumDy, sumDyXmu, af.segments ?? 1, af.w ?? null, dw, db,
+    af.rms ?? false] as const;
+  yield relu ? call('backwardTrain', ...args, true, relu.r, relu.dr, relu.beta, relu.b) : call('backwardTrain', ...args);
   return { sumDy, sumDyXmu, dw, db };
 }
 

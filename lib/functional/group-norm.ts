@@ -9,7 +9,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { asDtype, backwardTrain, forwardTrain, normalize, ofInputKind } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, ofInputKind, type ReluBackward, type ReluForward } from './core.js';
 
 /** Options of groupNorm: weight and bias per channel (C). */
 export interface GroupNormOptions extends AffineArgs, EpsArg, ChannelsLastArg, OutArg {}
@@ -63,22 +63,9 @@ function perSampleChannel(p: FloatArray | null, N: number, C: number): Float64Ar
   return p ? Float64Array.from({ length: N * C }, (_, i) => p[i % C]!) : null;
 }
 
-/**
- * The pre-activation output of a groupNorm forward again, into z, from its input, saved statistics and parameters
- * (the fused activation's backward recomputes its mask from it): per (sample, channel), ((x − mean) − 0) · (invstd ·
- * weight[c]) + bias[c] with the coefficients the forward's kernel used for that segment, so the same bits.
- */
-export function* groupNormRenormalize(x: Tensor, z: FloatArray, numGroups: number, channelsLast: boolean,
-  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
-  if (isEmpty(x)) return;
-  const rank = x.shape.length, N = x.shape[0]!, C = x.shape[channelsLast ? rank - 1 : 1]!, per = C / numGroups;
-  const group = (i: number) => Math.floor(i / C) * numGroups + Math.floor((i % C) / per);  // of entry (n, c) = i
-  const w = saved.weight, b = saved.bias, each = (f: (i: number) => number) => Float64Array.from({ length: N * C }, (_, i) => f(i));
-  yield* normalize(groupNormViews(x.shape, numGroups, channelsLast).channel, x.data, z, each((i) => saved.mean[group(i)]!),
-    each((i) => saved.invstd[group(i)]! * (w ? w[i % C]! : 1)), each((i) => (b ? b[i % C]! : 0)));
-}
-
-export function* groupNormSteps(input: Tensor, numGroups: number, options?: GroupNormOptions): Steps<GroupNormResult> {
+/** relu: the layers' fused activation, applied in the normalize pass. */
+export function* groupNormSteps(input: Tensor, numGroups: number, options?: GroupNormOptions,
+  relu: ReluForward | null = null): Steps<GroupNormResult> {
   const o = parseOptions<GroupNormOptions>('groupNorm', options, SPEC);
   const x = checkTensor(input, 'input');
   const { G, N, C, views } = layout(x, numGroups, o.channelsLast!);
@@ -90,11 +77,13 @@ export function* groupNormSteps(input: Tensor, numGroups: number, options?: Grou
   // Per group: statistics, then each of its C/G channels (the kernel's segments) normalized with its own affine,
   // while the group is still in cache.
   const s = yield* forwardTrain(views.stats, x.data, y, o.eps!, perSampleChannel(weight, N, C), perSampleChannel(bias, N, C),
-    { segments: C / G });
+    { segments: C / G }, relu);
   return { y: { data: y, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
-export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: number, options: GroupNormBackwardOptions): Steps<GroupNormBackwardResult> {
+/** relu: the backward of the layers' fused activation, with the forward's bias. */
+export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: number, options: GroupNormBackwardOptions,
+  relu: (ReluBackward & { bias: FloatArray | null }) | null = null): Steps<GroupNormBackwardResult> {
   const o = parseOptions<GroupNormBackwardOptions>('groupNormBackward', options, BACKWARD_SPEC);
   const x = checkTensor(xIn, 'input'), dy = checkTensor(dyIn, 'dy');
   checkSameTensor(dy, x);
@@ -109,7 +98,8 @@ export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: nu
   const per = C / G;
   // Per group, in one kernel: each channel's sum(dy) and sum(dy (x - mean)); the group's dxhat sums weigh them by
   // w_c; dx while the group is in cache.
-  const s = yield* backwardTrain(views.stats, dy.data, x.data, dx, mean, invstd, perSampleChannel(weight, N, C), { segments: per });
+  const s = yield* backwardTrain(views.stats, dy.data, x.data, dx, mean, invstd, perSampleChannel(weight, N, C), { segments: per },
+    relu && { r: relu.r, dr: relu.dr, beta: perSampleChannel(relu.bias, N, C), b: null });
   for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) {
     const i = n * C + c, g = n * G + Math.floor(c / per);
     dbias[c]! += s.sumDy[i]!; dweight[c]! += s.sumDyXmu[i]! * invstd[g]!;

@@ -9,7 +9,8 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
-import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, ofInputKind, type GradSums, type StatsGuard } from './core.js';
+import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, normalizeRelu, ofInputKind, type GradSums,
+  type ReluBackward, type ReluForward, type StatsGuard } from './core.js';
 
 /** Options of instanceNorm (torch.nn.functional.instance_norm's arguments). */
 export interface InstanceNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, OutArg {
@@ -59,7 +60,9 @@ function layout(x: Tensor) {
 }
 
 /** `accept` sees the per-instance statistics (N × C) before the running ones are updated (nonFinite option). */
-export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions, accept: StatsGuard = acceptAll): Steps<InstanceNormResult> {
+/** relu: the layers' fused activation, applied in the normalize pass. */
+export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions, accept: StatsGuard = acceptAll,
+  relu: ReluForward | null = null): Steps<InstanceNormResult> {
   const o = parseOptions<InstanceNormOptions>('instanceNorm', options, SPEC);
   const x = checkTensor(input, 'input');
   const { view, N, C, S } = layout(x);
@@ -81,10 +84,11 @@ export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions,
   if (!o.useInputStats) {
     const mean = new Float64Array(G).map((_, g) => rm![g % C]!);
     const invstd = new Float64Array(G).map((_, g) => 1 / Math.sqrt(rv![g % C]! + o.eps!));
-    yield* normalize(view, x.data, y, mean, invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), beta ?? new Float64Array(G));
+    yield* normalize(view, x.data, y, mean, invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), beta ?? new Float64Array(G),
+      null, null, relu);
     return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };
   }
-  const s = yield* forwardTrain(view, x.data, y, o.eps!, gamma, beta);
+  const s = yield* forwardTrain(view, x.data, y, o.eps!, gamma, beta, {}, relu);
   if (rm && rv && accept(s.mean, s.m2)) {  // committed last: nothing throws after
     const k = o.momentum!;
     for (let c = 0; c < C; c++) {
@@ -98,20 +102,11 @@ export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions,
 }
 
 /**
- * The pre-activation output of an instanceNorm forward again, into z (see batchNormRenormalize): per (sample,
- * channel) group, (x − mean) · invstd · weight[c] + bias[c] with the forward's coefficients.
+ * paramGrads false (frozen weight and bias): the eval pass that only dweight / dbias need is skipped (zeros).
+ * relu: the backward of the layers' fused activation, with the forward's bias.
  */
-export function* instanceNormRenormalize(x: Tensor, z: FloatArray,
-  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
-  if (isEmpty(x)) return;
-  const { view, N, C } = layout(x);
-  const w = saved.weight, b = saved.bias, G = N * C;
-  yield* normalize(view, x.data, z, saved.mean, saved.invstd.map((v, g) => v * (w ? w[g % C]! : 1)),
-    new Float64Array(G).map((_, g) => (b ? b[g % C]! : 0)));
-}
-
-/** paramGrads false (frozen weight and bias): the eval pass that only dweight / dbias need is skipped (zeros). */
-export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: InstanceNormBackwardOptions, paramGrads = true): Steps<InstanceNormBackwardResult> {
+export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: InstanceNormBackwardOptions, paramGrads = true,
+  relu: (ReluBackward & { bias: FloatArray | null }) | null = null): Steps<InstanceNormBackwardResult> {
   const o = parseOptions<InstanceNormBackwardOptions>('instanceNormBackward', options, BACKWARD_SPEC);
   const x = checkTensor(xIn, 'input'), dy = checkTensor(dyIn, 'dy');
   checkSameTensor(dy, x);
@@ -124,12 +119,15 @@ export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: I
   const result = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, dweight), dbias: asDtype(x.data, dbias) });
   if (isEmpty(x)) return result();
   const gamma = weight ? new Float64Array(N * C).map((_, g) => weight[g % C]!) : null;
+  const beta = relu?.bias ? new Float64Array(N * C).map((_, g) => relu.bias![g % C]!) : null;
   let s: GradSums;
   if (o.useInputStats) {
-    s = yield* backwardTrain(view, dy.data, x.data, dx, mean, invstd, gamma);
+    s = yield* backwardTrain(view, dy.data, x.data, dx, mean, invstd, gamma, {}, relu && { r: relu.r, dr: relu.dr, beta, b: null });
   } else {
-    s = paramGrads ? yield* gradSums(view, dy.data, x.data, mean) : { sumDy: new Float64Array(N * C), sumDyXmu: new Float64Array(N * C) };
-    yield* applyGrad(view, dy.data, x.data, dx, mean, { a: invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), b: null, c: null });
+    const viaNormalize = relu && normalizeRelu(relu, invstd, gamma, beta);
+    s = paramGrads ? yield* gradSums(view, dy.data, x.data, mean, null, viaNormalize) : { sumDy: new Float64Array(N * C), sumDyXmu: new Float64Array(N * C) };
+    yield* applyGrad(view, dy.data, x.data, dx, mean, { a: invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), b: null, c: null },
+      null, viaNormalize);
   }
   for (let g = 0; g < N * C; g++) { dbias[g % C]! += s.sumDy[g]!; dweight[g % C]! += s.sumDyXmu[g]! * invstd[g]!; }
   return result();

@@ -8,7 +8,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { asDtype, backwardTrain, forwardTrain, normalize, ofInputKind } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, ofInputKind, type ReluBackward, type ReluForward } from './core.js';
 
 /** A normalizedShape argument: a positive integer or a non-empty array of them. */
 export function checkNormalizedShape(value: unknown, name = 'normalizedShape'): readonly number[] {
@@ -74,29 +74,23 @@ const LN_BACKWARD_SPEC: OptionSpec<LayerNormBackwardOptions> = {
   out: { default: undefined, check: checks.floatArray },
 };
 
-export function* layerNormSteps(input: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions): Steps<LayerNormResult> {
+/** relu: the layers' fused activation, applied in the normalize pass. */
+export function* layerNormSteps(input: Tensor, normalizedShape: number | readonly number[], options?: LayerNormOptions,
+  relu: ReluForward | null = null): Steps<LayerNormResult> {
   const o = parseOptions<LayerNormOptions>('layerNorm', options, LN_SPEC);
   const { x, view, weight, bias, out } = checkInput(input, normalizedShape, o.weight, o.bias, o.out);
   if (isEmpty(x)) return { y: { data: out, shape: x.shape }, saveMean: new Float64Array(view.P), saveInvstd: new Float64Array(view.P) };
   // Statistics and normalize per row block in one kernel: a row is normalized while it is still in L1.
-  const s = yield* forwardTrain(view, x.data, out, o.eps!, null, null, { w: weight, b: bias });  // as layerNormRenormalize
+  const s = yield* forwardTrain(view, x.data, out, o.eps!, null, null, { w: weight, b: bias }, relu);
   return { y: { data: out, shape: x.shape }, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
 /**
- * The pre-activation output of a layerNorm forward again, into z, from its input, saved statistics and parameters
- * (the fused activation's backward recomputes its mask from it): the very pass the forward ran, so the same bits.
+ * paramGrads false (frozen weight and bias): the per-position column sums are skipped (zeros). relu: the backward of
+ * the layers' fused activation (the forward's bias is the `bias` option).
  */
-export function* layerNormRenormalize(x: Tensor, z: FloatArray, D: number,
-  saved: { mean: Float64Array; invstd: Float64Array; weight: FloatArray | null; bias: FloatArray | null }): Steps<void> {
-  if (isEmpty(x)) return;
-  const view = rowView(x.data.length, D);
-  yield* normalize(view, x.data, z, saved.mean, saved.invstd, new Float64Array(view.P), saved.weight, saved.bias);
-}
-
-/** paramGrads false (frozen weight and bias): the per-position column sums are skipped (zeros). */
 export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedShape: number | readonly number[],
-  options: LayerNormBackwardOptions, paramGrads = true): Steps<LayerNormBackwardResult> {
+  options: LayerNormBackwardOptions, paramGrads = true, relu: ReluBackward | null = null): Steps<LayerNormBackwardResult> {
   const o = parseOptions<LayerNormBackwardOptions>('layerNormBackward', options, LN_BACKWARD_SPEC);
   const { x, view, D, weight, bias, out } = checkInput(xIn, normalizedShape, o.weight, o.bias, o.out);
   const dy = checkTensor(dyIn, 'dy');
@@ -109,7 +103,8 @@ export function* layerNormBackwardSteps(dyIn: Tensor, xIn: Tensor, normalizedSha
   if (isEmpty(x)) return grads(new Float64Array(D), new Float64Array(D));
   // One pass: per row sum(dy * w) and sum(dy * w * (x - mean)), dx from the L1-resident row, and the weight/bias
   // column sums into per-block partials (dxhat = dy * w: the kernel weights dy, so the group scale is 1).
-  const r = yield* backwardTrain(view, dy.data, x.data, out, mean, invstd, null, { w: weight, columns: paramGrads && (weight !== null || bias !== null) });
+  const r = yield* backwardTrain(view, dy.data, x.data, out, mean, invstd, null, { w: weight, columns: paramGrads && (weight !== null || bias !== null) },
+    relu && { r: relu.r, dr: relu.dr, beta: null, b: bias });
   return grads(r.dw ?? new Float64Array(D), r.db ?? new Float64Array(D));
 }
 

@@ -16,7 +16,7 @@ import type { View4 } from '../geometry.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { communicate, type Steps } from '../native-steps.js';
 import type { FloatArray } from '../tensor.js';
-import { applyGrad, gradSums, moments, normalize, trainingCoefs, type GradSums, type TrainStats } from './core.js';
+import { applyGrad, gradSums, moments, normalize, trainingCoefs, type GradSums, type NormalizeRelu, type ReluForward, type TrainStats } from './core.js';
 
 const HEADER = 4;  // [channels, dtype (0 float32, 1 float64), channelsLast (0/1), count]
 
@@ -41,7 +41,7 @@ function* collective<T>(what: string, lay: SyncLayout, x: FloatArray, sync: () =
 
 /** The training forward over the global batch; writes y and returns the global statistics. */
 export function* syncForwardTrain(comm: Communicator, lay: SyncLayout, x: FloatArray, y: FloatArray, eps: number,
-  gamma: Float64Array | null, beta: Float64Array | null): Steps<GlobalStats> {
+  gamma: Float64Array | null, beta: Float64Array | null, relu: ReluForward | null = null): Steps<GlobalStats> {
   const C = lay.channels, size = comm.size;
   const local = lay.count > 0 ? yield* moments(lay.view, x) : { mean: new Float64Array(C), m2: new Float64Array(C) };
   const send = new Float64Array(HEADER + 2 * C);
@@ -67,7 +67,8 @@ export function* syncForwardTrain(comm: Communicator, lay: SyncLayout, x: FloatA
   }
   const invstd = g.m2.map((v) => 1 / Math.sqrt(v / g.count + eps));
   if (lay.count > 0) {
-    yield* normalize(lay.view, x, y, g.mean, invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), beta ?? new Float64Array(C));
+    yield* normalize(lay.view, x, y, g.mean, invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), beta ?? new Float64Array(C),
+      null, null, relu);
   }
   return { ...g, invstd };
 }
@@ -97,16 +98,16 @@ export function mergeInRankOrder(all: Float64Array, size: number, C: number): { 
 
 /** The training backward over the global batch: dx from the all-reduced sums; returns this rank's LOCAL sums. */
 export function* syncBackwardTrain(comm: Communicator, lay: SyncLayout, dy: FloatArray, x: FloatArray, dx: FloatArray,
-  mean: Float64Array, invstd: Float64Array, gamma: Float64Array | null): Steps<GradSums> {
+  mean: Float64Array, invstd: Float64Array, gamma: Float64Array | null, relu: NormalizeRelu | null = null): Steps<GradSums> {
   const C = lay.channels;
-  const local = lay.count > 0 ? yield* gradSums(lay.view, dy, x, mean) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
+  const local = lay.count > 0 ? yield* gradSums(lay.view, dy, x, mean, null, relu) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
   // One buffer, one collective: the sums and the count (the global count the forward used, exact in double).
   const buf = new Float64Array(2 * C + 1);
   buf.set(local.sumDy); buf.set(local.sumDyXmu, C); buf[2 * C] = lay.count;
   yield* collective('the gradient all-reduce', lay, x, () => comm.allReduce(buf, 'sum'), () => comm.allReduceAsync(buf, 'sum'));
   if (lay.count > 0) {
     const k = trainingCoefs(C, buf[2 * C]!, invstd, (c) => (gamma ? gamma[c]! : 1), buf.subarray(0, C), buf.subarray(C, 2 * C));
-    yield* applyGrad(lay.view, dy, x, dx, mean, k);
+    yield* applyGrad(lay.view, dy, x, dx, mean, k, null, relu);
   }
   return local;
 }

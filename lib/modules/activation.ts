@@ -1,8 +1,6 @@
-// The fused activation of the built-in layers (activation: 'relu'): option checks and the two layout-free native
-// steps around a layer's own forward and backward. See Layer (layer.ts) for how they are put together.
+// The fused activation of the built-in layers (activation: 'relu'): its option checks. The ReLU itself runs inside
+// the kernels' normalize and backward passes (native/core/relu.h); see Layer (layer.ts) for how it is passed down.
 import { describe, formatShape, invalidType } from '../errors.js';
-import { call, type Steps } from '../native-steps.js';
-import { getNumThreads } from '../runtime.js';
 import { checkTensor, dtypeOf, type FloatArray, type Tensor } from '../tensor.js';
 
 /** The activation a layer applies after normalizing, in the same call: 'relu', or null for none (PyTorch's layers). */
@@ -11,16 +9,6 @@ export type Activation = 'relu' | null;
 /** The constructor option's check: null or 'relu'. */
 export function checkActivation(v: unknown, name: string): void {
   if (v !== null && v !== 'relu') throw invalidType(name, "'relu' or null", v);
-}
-
-/** y = relu(y + residual) in place (residual null: relu(y)). */
-export function* addRelu(y: FloatArray, residual: FloatArray | null): Steps<void> {
-  yield call('addRelu', 1, 1, 1, y.length, getNumThreads(), y, residual);
-}
-
-/** z = (z + residual > 0) ? dy : 0 in place: the ReLU's gradient, from z = the recomputed pre-activation output. */
-export function* reluMask(z: FloatArray, residual: FloatArray | null, dy: FloatArray): Steps<void> {
-  yield call('reluMask', 1, 1, 1, z.length, getNumThreads(), z, residual, dy);
 }
 
 /** The residual of a forward, checked against x and out before anything runs; null when none was given. */

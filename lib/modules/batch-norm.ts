@@ -2,6 +2,7 @@
 // As in PyTorch, the three classes differ only in the input ranks they accept.
 import type { Communicator } from '../distributed/communicator.js';
 import * as F from '../functional/batch-norm.js';
+import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
 import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
@@ -49,7 +50,7 @@ export abstract class BatchNormBase extends NormBase {
     return null;
   }
 
-  protected *forwardSteps(input: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *forwardSteps(input: Tensor, out: FloatArray | undefined, relu: ReluForward | null): Steps<Tensor> {
     const x = this.checkRankAndDtype(input, this.ranks);
     this.checkChannels(x, this.channelsLast ? x.shape.length - 1 : 1);
     this.checkOutAlias(out, x);
@@ -66,7 +67,7 @@ export abstract class BatchNormBase extends NormBase {
       runningMean: this.runningMean, runningVar: this.runningVar, weight: this.weight?.data ?? null,
       bias: this.bias?.data ?? null, training: bnTraining, momentum: factor, eps: this.eps,
       channelsLast: this.channelsLast, out, comm,
-    }, guard.accept);
+    }, guard.accept, relu);
     // Committed last: a throw above changed nothing. A global batch of 0 values changed no statistics; a batch
     // refused by nonFinite 'skip' (global statistics with comm: every rank decides alike) is not tracked.
     if (guard.skipped()) this.skippedBatches++;
@@ -75,20 +76,14 @@ export abstract class BatchNormBase extends NormBase {
     return r.y;
   }
 
-  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
-    const s = this.saved!;  // the activated backward checked that a forward ran
-    yield* F.batchNormRenormalize(s.x, z, this.channelsLast, { mean: s.mean, invstd: s.invstd,
-      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
-  }
-
-  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.batchNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, {
       weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd,
       training: saved.training, channelsLast: this.channelsLast, out, comm: saved.comm,
-    }, wantsGrad(this.weight, this.bias));
+    }, wantsGrad(this.weight, this.bias), relu && { ...relu, bias: this.bias?.data ?? null });
     if (this.weight && this.bias) {
       accumulateGrad(this.weight, r.dweight);
       accumulateGrad(this.bias, r.dbias);

@@ -2,6 +2,7 @@
 // train and eval behave the same.
 import { describe, formatShape } from '../errors.js';
 import * as F from '../functional/group-norm.js';
+import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checkPositiveInt, checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, type DType, type FloatArray, type Tensor } from '../tensor.js';
@@ -96,27 +97,22 @@ export class GroupNorm extends Layer {
     return x;
   }
 
-  protected *forwardSteps(input: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *forwardSteps(input: Tensor, out: FloatArray | undefined, relu: ReluForward | null): Steps<Tensor> {
     const x = this.checkInput(input);
     this.checkOutAlias(out, x);
     const r = yield* F.groupNormSteps(x, this.numGroups, { weight: this.weight?.data ?? null, bias: this.bias?.data ?? null,
-      eps: this.eps, channelsLast: this.channelsLast, out });
+      eps: this.eps, channelsLast: this.channelsLast, out }, relu);
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd };
     return r.y;
   }
 
-  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
-    const s = this.saved!;  // the activated backward checked that a forward ran
-    yield* F.groupNormRenormalize(s.x, z, this.numGroups, this.channelsLast, { mean: s.mean, invstd: s.invstd,
-      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
-  }
-
-  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.groupNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.numGroups, {
-      weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, channelsLast: this.channelsLast, out });
+      weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, channelsLast: this.channelsLast, out },
+      relu && { ...relu, bias: this.bias?.data ?? null });
     if (this.weight && this.bias) {
       accumulateGrad(this.weight, r.dweight);
       accumulateGrad(this.bias, r.dbias);

@@ -2,6 +2,7 @@
 // Defaults differ from BatchNorm (affine and running stats off); unbatched input (no N axis) is accepted.
 import { formatShape } from '../errors.js';
 import * as F from '../functional/instance-norm.js';
+import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
 import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
@@ -58,7 +59,7 @@ export abstract class InstanceNormBase extends NormBase {
     return b;
   }
 
-  protected *forwardSteps(input: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *forwardSteps(input: Tensor, out: FloatArray | undefined, relu: ReluForward | null): Steps<Tensor> {
     const given = this.checkRankAndDtype(input, [this.batchedRank - 1, this.batchedRank]);
     const x = this.batched(given);
     this.checkOutAlias(out, x);
@@ -67,25 +68,20 @@ export abstract class InstanceNormBase extends NormBase {
     const r = yield* F.instanceNormSteps(x, {
       runningMean: this.runningMean, runningVar: this.runningVar, weight: this.weight?.data ?? null,
       bias: this.bias?.data ?? null, useInputStats, momentum: this.momentum!, eps: this.eps, out,
-    }, guard.accept);
+    }, guard.accept, relu);
     if (guard.skipped()) this.skippedBatches++;
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, useInputStats };
     return { data: r.y.data, shape: given.shape };
   }
 
-  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
-    const s = this.saved!;  // the activated backward checked that a forward ran
-    yield* F.instanceNormRenormalize(s.x, z, { mean: s.mean, invstd: s.invstd, weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
-  }
-
-  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const d = checkTensor(dy, 'dy');
     const r = yield* F.instanceNormBackwardSteps(d.shape.length === saved.x.shape.length - 1 ? { data: d.data, shape: [1, ...d.shape] } : d,
       saved.x, { weight: this.weight?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, useInputStats: saved.useInputStats, out },
-      wantsGrad(this.weight, this.bias));
+      wantsGrad(this.weight, this.bias), relu && { ...relu, bias: this.bias?.data ?? null });
     if (this.weight && this.bias) {
       accumulateGrad(this.weight, r.dweight);
       accumulateGrad(this.bias, r.dbias);

@@ -2,6 +2,7 @@
 // Parameters have the shape of normalizedShape; no running statistics, so train and eval behave the same.
 import { describe } from '../errors.js';
 import * as F from '../functional/layer-norm.js';
+import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, numel, type DType, type FloatArray, type Tensor } from '../tensor.js';
@@ -93,8 +94,6 @@ export class LayerNorm extends TrailingNorm {
   /** Whether weight (and bias) exist. */
   readonly elementwiseAffine: boolean;
   private saved: { x: Tensor; mean: Float64Array; invstd: Float64Array } | null = null;
-  // The single-pass backward sums dy * xhat into the position gradients after writing a row's dx.
-  protected override readonly backwardInPlace = false;
 
   /**
    * @param normalizedShape the trailing dims to normalize over: a positive integer or a non-empty array of them
@@ -110,27 +109,21 @@ export class LayerNorm extends TrailingNorm {
     }
   }
 
-  protected *forwardSteps(input: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *forwardSteps(input: Tensor, out: FloatArray | undefined, relu: ReluForward | null): Steps<Tensor> {
     const x = this.checkDtype(input);
     this.checkOutAlias(out, x);
-    const r = yield* F.layerNormSteps(x, this.normalizedShape, { weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, eps: this.eps, out });
+    const r = yield* F.layerNormSteps(x, this.normalizedShape, { weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, eps: this.eps, out }, relu);
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd };
     return r.y;
   }
 
-  protected override *renormalizeSteps(z: FloatArray): Steps<void> {
-    const s = this.saved!;  // the activated backward checked that a forward ran
-    yield* F.layerNormRenormalize(s.x, z, numel(this.normalizedShape), { mean: s.mean, invstd: s.invstd,
-      weight: this.weight?.data ?? null, bias: this.bias?.data ?? null });
-  }
-
-  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
+  protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
     this.checkOutAlias(out, saved.x, 'backward');
     const r = yield* F.layerNormBackwardSteps(checkTensor(dy, 'dy'), saved.x, this.normalizedShape, {
       weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, saveMean: saved.mean, saveInvstd: saved.invstd, out },
-      wantsGrad(this.weight, this.bias));
+      wantsGrad(this.weight, this.bias), relu);
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
     if (this.bias && r.dbias) accumulateGrad(this.bias, r.dbias);
     return r.dx;

@@ -5,7 +5,8 @@ import { describe, formatShape } from '../errors.js';
 import { parseOptions, checks, type OptionSpec } from '../options.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { allocate, checkTensor, convert, dtypeOf, isLike, type DType, type FloatArray, type Tensor } from '../tensor.js';
-import { addRelu, checkResidual, reluMask, type Activation } from './activation.js';
+import type { ReluBackward, ReluForward } from '../functional/core.js';
+import { checkResidual, type Activation } from './activation.js';
 import { Module, type BackwardOptions, type ForwardOptions } from './module.js';
 
 const FORWARD_SPEC: OptionSpec<ForwardOptions> = {
@@ -51,24 +52,8 @@ export abstract class Layer extends Module {
     return this.lastResidualGrad;
   }
 
-  /**
-   * Whether this layer's backward may write dx over dy (every element of dy read before its dx is written): the
-   * fused activation's backward then needs no buffer beyond dx. LayerNorm's single-pass kernel reads dy again for
-   * the position gradients after writing dx, so it says false.
-   */
-  protected readonly backwardInPlace: boolean = true;
-
   protected setActivation(activation: Activation): void {
     this.fused = activation;
-  }
-
-  /**
-   * Writes the last forward's output before its activation into z again, from the saved input and statistics (the
-   * layers that accept `activation` override it): the ReLU's mask is recomputed from it, never stored.
-   */
-  protected *renormalizeSteps(z: FloatArray): Steps<void> {
-    void z;
-    throw new Error(`normkit internal: ${this.layerName} has no renormalize step`);
   }
 
   /** The dtype of the parameters and statistics, and of the inputs accepted. Changed by `to(dtype)`. */
@@ -80,33 +65,36 @@ export abstract class Layer extends Module {
     this.layerDtype = dtype;
   }
 
-  /** The forward as native steps; commits its state (running stats, saved input) only at the end. */
-  protected abstract forwardSteps(x: Tensor, out: FloatArray | undefined): Steps<Tensor>;
-  /** The backward of the last forward as native steps; adds into the parameters' grads at the end. */
-  protected abstract backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor>;
+  /**
+   * The forward as native steps; commits its state (running stats, saved input) only at the end. relu: the fused
+   * activation (y = relu(norm(x) + r) in the normalize pass), or null.
+   */
+  protected abstract forwardSteps(x: Tensor, out: FloatArray | undefined, relu: ReluForward | null): Steps<Tensor>;
+  /**
+   * The backward of the last forward as native steps; adds into the parameters' grads at the end. relu: the fused
+   * activation's backward (dy masked by the ReLU inside the kernels, the residual's gradient into relu.dr), or null.
+   */
+  protected abstract backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor>;
 
-  /** The layer's forward, then the activation (with the residual) on its output, in place. */
+  /** The layer's forward, with the activation (and the residual) fused into its normalize pass. */
   private *activatedForward(x: Tensor, what: string, options: unknown): Steps<Tensor> {
     const o = parseOptions<ForwardOptions>(`${this.layerName}.${what}`, options, FORWARD_SPEC);
     const residual = checkResidual(`${this.layerName}.${what}`, this.fused, x, o.residual, o.out);  // before any state changes
-    const y = yield* this.forwardSteps(x, o.out);
-    if (this.fused === 'relu') {
-      yield* addRelu(y.data, residual?.data ?? null);
-      this.activationSaved = { residual, shape: y.shape };
-    }
+    const y = yield* this.forwardSteps(x, o.out, this.fused === 'relu' ? { r: residual?.data ?? null } : null);
+    if (this.fused === 'relu') this.activationSaved = { residual, shape: y.shape };
     return y;
   }
 
   /**
-   * With an activation: dz = dy masked by the ReLU (the pre-activation output recomputed into dz, then masked in
-   * place), then the layer's backward of dz. dz is the residual's gradient, written into residualOut when given.
+   * With an activation, the layer's backward of dz = dy masked by the ReLU: the kernels recompute the mask from the
+   * saved input wherever they read dy. dz is the residual's gradient, written into residualOut when given.
    */
   private *activatedBackward(dyIn: Tensor, what: string, options: unknown): Steps<Tensor> {
     const owner = `${this.layerName}.${what}`;
     const o = parseOptions<BackwardOptions>(owner, options, BACKWARD_SPEC);
     if (this.fused === null) {
       if (o.residualOut) throw new TypeError(`${owner}: residualOut needs a layer built with activation 'relu' (this one has none)`);
-      return yield* this.backwardSteps(dyIn, o.out);
+      return yield* this.backwardSteps(dyIn, o.out, null);
     }
     const saved = this.activationSaved;
     if (!saved) throw this.noForward();
@@ -125,14 +113,10 @@ export abstract class Layer extends Module {
       if (t && o.residualOut && t.buffer === o.residualOut.buffer) throw new RangeError(`${owner}: residualOut must not share memory with dy, out or the residual`);
     }
     if (o.out && o.out.buffer === dy.data.buffer) throw new RangeError(`${owner}: out must not share memory with dy (with an activation, dy is read after out is written)`);
-    // dz, the masked gradient: the residual's gradient when there was a residual; otherwise, where the layer's
-    // backward can run in place (backwardInPlace), dx's own array, so no tensor-sized buffer beyond dx.
-    const inPlace = !saved.residual && this.backwardInPlace;
-    const dz = o.residualOut ?? (inPlace ? o.out ?? allocate(this.dtype, n) : allocate(this.dtype, n));
-    yield* this.renormalizeSteps(dz);
-    yield* reluMask(dz, saved.residual?.data ?? null, dy.data);
-    const dx = yield* this.backwardSteps({ data: dz, shape: dy.shape }, inPlace ? dz : o.out);
-    this.lastResidualGrad = saved.residual ? { data: dz, shape: dy.shape } : null;
+    // dz is written out only as the residual's gradient (the kernels keep it in a chunk-sized buffer otherwise).
+    const dz = saved.residual ? o.residualOut ?? allocate(this.dtype, n) : null;
+    const dx = yield* this.backwardSteps(dy, o.out, { r: saved.residual?.data ?? null, dr: dz });
+    this.lastResidualGrad = dz ? { data: dz, shape: dy.shape } : null;
     return dx;
   }
 

@@ -67,10 +67,40 @@ inline void finalize_group(const Plan& pl, int64_t grp, double* pn, double* pmea
   mean[grp] = pmean[o]; m2[grp] = pm2[o];
 }
 
+// The forward's coefficients of segment c as T (hi + lo = its group's centre, s, t): what the normalize pass applies,
+// and what the ReLU's backward recomputes the pre-activation with (the same values, so the same bits).
+template <typename T>
+inline void segment_coefs(const Affine<T>& af, const double* mean, const double* invstd, int64_t c, T& hi, T& lo, T& s,
+                          T& t) {
+  const int64_t grp = c / af.segments;
+  split_mean(af.rms ? 0.0 : mean[grp], hi, lo);
+  s = static_cast<T>(invstd[grp] * (af.gamma ? af.gamma[c] : 1.0));
+  t = static_cast<T>(af.beta ? af.beta[c] : 0.0);
+}
+
+// The ReLU's backward (core/relu.h) of a training forward with af (its gamma, beta and w, b): the coefficients of
+// every segment into storage (relu_scratch_doubles).
+template <typename T>
+inline Relu<T> training_relu(const Geometry& g, const Affine<T>& af, const double* mean, const double* invstd,
+                             const T* x, const T* r, T* dr, double* storage) {
+  const int64_t C = g.groups() * af.segments;
+  T* hi = reinterpret_cast<T*>(storage); T* lo = hi + C; T* s = lo + C; T* t = s + C;
+  for (int64_t c = 0; c < C; ++c) segment_coefs(af, mean, invstd, c, hi[c], lo[c], s[c], t[c]);
+  return Relu<T>{r, x, dr, hi, lo, s, t, af.pos};
+}
+
+// The same for the forward of normalize(mean, scale, shift): eval, and SyncBatchNorm's global statistics.
+template <typename T>
+inline Relu<T> normalize_relu(const Geometry& g, const double* mean, const double* scale, const double* shift,
+                              const T* x, const T* r, T* dr, double* storage) {
+  const GroupCoefs<T> c = make_coefs<T>(g, mean, scale, shift, storage);
+  return Relu<T>{r, x, dr, c.hi, c.lo, c.s, c.t, PositionParams<T>{nullptr, nullptr}};
+}
+
 // Training forward: mean, M2 (biased) and invstd of each group, and y as above.
 template <typename T>
 void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, double eps, double* mean, double* m2,
-                   double* invstd, double* scratch, int threads) noexcept {
+                   double* invstd, double* scratch, int threads, const Relu<T>* act = nullptr) noexcept {
   const Plan pl = make_plan(g);
   const Geometry cg = segment_geometry(g, af.segments);
   const Plan cpl = make_plan(cg);
@@ -81,12 +111,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
     const double var = af.rms ? m2[grp] / n + mean[grp] * mean[grp] : m2[grp] / n;
     invstd[grp] = 1.0 / std::sqrt(var + eps);
   };
-  const auto coefs_of = [&](int64_t c, T& hi, T& lo, T& s, T& t) {  // segment c of cg
-    const int64_t grp = c / af.segments;
-    split_mean(af.rms ? 0.0 : mean[grp], hi, lo);
-    s = static_cast<T>(invstd[grp] * (af.gamma ? af.gamma[c] : 1.0));
-    t = static_cast<T>(af.beta ? af.beta[c] : 0.0);
-  };
+  const auto coefs_of = [&](int64_t c, T& hi, T& lo, T& s, T& t) { segment_coefs(af, mean, invstd, c, hi, lo, s, t); };
   if (fuses(g, pl, sizeof(T), threads, af.segments)) {
     double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
     parallel_for(g.groups(), threads, [&](int64_t grp) {
@@ -100,7 +125,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
         T hi, lo, s, sh;
         coefs_of(c, hi, lo, s, sh);
         for (int64_t t = 0; t < cpl.tiles; ++t)
-          elementwise_tile<T>(x, nullptr, y, cg, cpl, c, t, hi, lo, s, sh, T(0), af.pos, stream);
+          elementwise_tile<T>(x, nullptr, y, cg, cpl, c, t, hi, lo, s, sh, T(0), af.pos, stream, act);
       }
       if (stream) stream_fence();
     });
@@ -120,7 +145,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
         const int64_t task = seg_tasks - 1 - i, c = grp * af.segments + task / cpl.tiles;
         T hi, lo, s, sh;
         coefs_of(c, hi, lo, s, sh);
-        elementwise_tile<T>(x, nullptr, y, cg, cpl, c, task % cpl.tiles, hi, lo, s, sh, T(0), af.pos, stream);
+        elementwise_tile<T>(x, nullptr, y, cg, cpl, c, task % cpl.tiles, hi, lo, s, sh, T(0), af.pos, stream, act);
         if (stream) stream_fence();
       });
     }
@@ -132,7 +157,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
   T* base = reinterpret_cast<T*>(scratch);  // the partials are spent
   const GroupCoefs<T> c{base, base + C, base + 2 * C, base + 3 * C};
   for (int64_t i = 0; i < C; ++i) coefs_of(i, c.hi[i], c.lo[i], c.s[i], c.t[i]);
-  elementwise<T>(x, nullptr, y, cg, c, nullptr, af.pos, threads, /*reverse=*/true);
+  elementwise<T>(x, nullptr, y, cg, c, nullptr, af.pos, threads, /*reverse=*/true, act);
 }
 
 // dx coefficients through the batch statistics of a group of n elements (the same formula as lib/functional/
@@ -173,7 +198,7 @@ inline double segment_scale(const double* gamma, int64_t segments, int64_t c, do
 template <typename T>
 void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Affine<T>& af, const double* mean,
                     const double* invstd, double* sum_dy, double* sum_dyx, double* dw, double* db, double* scratch,
-                    int threads) noexcept {
+                    int threads, const Relu<T>* act = nullptr) noexcept {
   const Plan pl = make_plan(g);
   const int64_t seg = af.segments, G = g.groups(), K = g.K;
   const Geometry cg = segment_geometry(g, seg);
@@ -198,7 +223,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
         for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
           const int64_t o = c * cpl.tiles;
           for (int64_t t = 0; t < cpl.tiles; ++t)
-            tile_grad_sums<T>(dy, x, af.pos.w, cg, cpl, c, t, mu, p_dy[o + t], p_dyx[o + t]);
+            tile_grad_sums<T>(dy, x, af.pos.w, cg, cpl, c, t, mu, p_dy[o + t], p_dyx[o + t], act);
           merge_sums_pairwise(p_dy + o, cpl.tiles);
           merge_sums_pairwise(p_dyx + o, cpl.tiles);
           sum_dy[c] = p_dy[o]; sum_dyx[c] = p_dyx[o];
@@ -211,9 +236,9 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
           const T ac = static_cast<T>(segment_scale(af.gamma, seg, c, a));
           for (int64_t t = 0; t < cpl.tiles; ++t)
             elementwise_tile<T>(x, dy, dx, cg, cpl, c, t, hi, lo, static_cast<T>(b), static_cast<T>(cc), ac, af.pos,
-                                stream);
+                                stream, act);
         }
-        if (columns) add_param_grad_row(cw, cb, dy + grp * K, x + grp * K, K, mu, invstd[grp]);
+        if (columns) param_grad_row(cw, cb, dy, x, grp, K, mu, invstd[grp], act);
       }
       if (stream) stream_fence();
     });
@@ -228,7 +253,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
       const int64_t o = grp * seg_tasks;  // == (grp * seg) * cpl.tiles: the partials of the group's first segment
       parallel_for(seg_tasks, threads, [&](int64_t i) {
         tile_grad_sums<T>(dy, x, af.pos.w, cg, cpl, grp * seg + i / cpl.tiles, i % cpl.tiles, mu, p_dy[o + i],
-                          p_dyx[o + i]);
+                          p_dyx[o + i], act);
       });
       for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
         merge_sums_pairwise(p_dy + c * cpl.tiles, cpl.tiles);
@@ -242,7 +267,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
       parallel_for(seg_tasks, threads, [&](int64_t i) {
         const int64_t task = seg_tasks - 1 - i, c = grp * seg + task / cpl.tiles;
         elementwise_tile<T>(x, dy, dx, cg, cpl, c, task % cpl.tiles, hi, lo, static_cast<T>(b), static_cast<T>(cc),
-                            static_cast<T>(segment_scale(af.gamma, seg, c, a)), af.pos, stream);
+                            static_cast<T>(segment_scale(af.gamma, seg, c, a)), af.pos, stream, act);
         if (stream) stream_fence();
       });
     }
@@ -250,13 +275,13 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
   }
   double* me = scratch; double* rest = scratch + C;  // the centre of every segment, then the kernels' scratch
   for (int64_t c = 0; c < C; ++c) me[c] = centre(c / seg);
-  backward_reduce<T>(dy, x, cg, me, af.pos.w, sum_dy, sum_dyx, rest, threads);
+  backward_reduce<T>(dy, x, cg, me, af.pos.w, sum_dy, sum_dyx, rest, threads, act);
   double* a = rest; double* b = a + C; double* cc = b + C;  // the reduce's partials are spent
   for (int64_t grp = 0; grp < G; ++grp) {
     double a0, b0, c0;
     group_grad_coefs(af.gamma, seg, grp, invstd[grp], n, af.rms, sum_dy, sum_dyx, a0, b0, c0);
     for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) a[c] = segment_scale(af.gamma, seg, c, a0), b[c] = b0, cc[c] = c0;
   }
-  backward_apply<T>(dy, x, dx, cg, me, a, b, cc, af.pos.w, cc + C, threads, /*reverse=*/true);
-  if (columns) param_grad<T>(dy, x, g, me, invstd, dw, db, pw, threads);
+  backward_apply<T>(dy, x, dx, cg, me, a, b, cc, af.pos.w, cc + C, threads, /*reverse=*/true, act);
+  if (columns) param_grad<T>(dy, x, g, me, invstd, dw, db, pw, threads, act);
 }

@@ -167,74 +167,80 @@ void moments(const T* x, const Geometry& g, double* mean, double* m2, double* sc
 // One walker serves normalize (no dy) and the backward's dx (with dy); the same task cut as the statistics.
 // ---------------------------------------------------------------------------------------------------------------
 
-// The same with per-position parameters (LayerNorm, RMSNorm): w scales the normalized value (or dy), b is added.
-template <typename T>
-inline void affine_run_positional(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
-                                  const T* w, const T* b) {
-  if (dy) {
-#pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = a * (dy[i] * (w ? w[i] : T(1))) + ((x[i] - hi) - lo) * s + t;
-  } else if (b) {
-#pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + b[i];
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + t;
-  }
-}
-
-// The same, streaming the aligned body (see core/simd.h); the expressions are affine_run_positional's.
-template <typename T>
-inline void affine_run_positional_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
-                                         const T* w, const T* b) {
-  constexpr int64_t W = kVecBytes / sizeof(T);
-  const int64_t head = head_to_align(out, len);
-  affine_run_positional(x, dy, out, head, hi, lo, s, t, a, w, b);
-  int64_t i = head;
-  const auto vhi = vset(hi), vlo = vset(lo), vs = vset(s), vt = vset(t), va = vset(a), one = vset(T(1));
-  if (dy) {
-    for (; i + W <= len; i += W)
-      vstream(out + i, va * (vload(dy + i) * (w ? vload(w + i) : one)) + ((vload(x + i) - vhi) - vlo) * vs + vt);
-  } else if (b) {
-    for (; i + W <= len; i += W)
-      vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vload(b + i));
-  } else {
-    for (; i + W <= len; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vt);
-  }
-  affine_run_positional(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a, w ? w + i : nullptr,
-                        b ? b + i : nullptr);
-}
-
 template <typename T>
 inline bool streams(const Geometry& g) {
   return g.numel() * static_cast<int64_t>(sizeof(T)) > kStreamBytes;
 }
 
+// One run of the elementwise pass (group walk), the positional and streaming forms picked here.
+template <typename T>
+inline void elementwise_run(const T* x, const T* dy, T* out, int64_t len, int64_t k0, T hi, T lo, T s, T t, T a,
+                            PositionParams<T> pos, bool stream) {
+  const T* w = pos.w ? pos.w + k0 : nullptr; const T* b = pos.b ? pos.b + k0 : nullptr;
+  if ((pos.w || pos.b) && stream) affine_run_positional_stream(x, dy, out, len, hi, lo, s, t, a, w, b);
+  else if (pos.w || pos.b) affine_run_positional(x, dy, out, len, hi, lo, s, t, a, w, b);
+  else if (stream) affine_run_stream(x, dy, out, len, hi, lo, s, t, a);
+  else affine_run(x, dy, out, len, hi, lo, s, t, a);
+}
+
+// elementwise_run of the run at off (group grp), with act (core/relu.h) when given: the forward applies the ReLU to
+// the normalized values, the backward reads dz instead of dy (or, when dy is null, instead of x: the eval dx = a * dy
+// passes dy as x).
+template <typename T>
+inline void elementwise_run_at(const T* x, const T* dy, T* out, int64_t off, int64_t len, int64_t k0, int64_t grp,
+                               T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream, const Relu<T>* act) {
+  if (!act) {
+    elementwise_run(x + off, dy ? dy + off : nullptr, out + off, len, k0, hi, lo, s, t, a, pos, stream);
+  } else if (!act->backward()) {
+    relu_forward_chunks(*act, off, len, out, stream, [&](int64_t i, int64_t n, T* buf) {
+      elementwise_run(x + off + i, static_cast<const T*>(nullptr), buf, n, k0 + i, hi, lo, s, t, a, pos, false);
+    });
+  } else {
+    relu_grad_run(*act, grp, off, len, k0, dy ? dy : x, true, [&](int64_t i, int64_t n, const T* dz) {
+      if (dy) elementwise_run(x + off + i, dz, out + off + i, n, k0 + i, hi, lo, s, t, a, pos, stream);
+      else elementwise_run(dz, static_cast<const T*>(nullptr), out + off + i, n, k0 + i, hi, lo, s, t, a, pos, stream);
+    });
+  }
+}
+
 // One group-walk task of the elementwise pass: tile `tile` of group `grp`.
 template <typename T>
 inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g, const Plan& pl, int64_t grp,
-                             int64_t tile, T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream) {
+                             int64_t tile, T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream,
+                             const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
-    const T* d = dy ? dy + off : nullptr;
-    if ((pos.w || pos.b) && stream)
-      affine_run_positional_stream(x + off, d, out + off, len, hi, lo, s, t, a, pos.w ? pos.w + k0 : nullptr,
-                                   pos.b ? pos.b + k0 : nullptr);
-    else if (pos.w || pos.b)
-      affine_run_positional(x + off, d, out + off, len, hi, lo, s, t, a, pos.w ? pos.w + k0 : nullptr,
-                            pos.b ? pos.b + k0 : nullptr);
-    else if (stream)
-      affine_run_stream(x + off, d, out + off, len, hi, lo, s, t, a);
-    else
-      affine_run(x + off, d, out + off, len, hi, lo, s, t, a);
+    elementwise_run_at(x, dy, out, off, len, k0, grp, hi, lo, s, t, a, pos, stream, act);
   });
+}
+
+// One row of a row walk with K == 1 (column b is group g0 + b), with act as elementwise_run_at.
+template <typename T>
+inline void elementwise_row(const T* x, const T* dy, T* out, int64_t off, int64_t B, int64_t g0, const T* hi,
+                            const T* lo, const T* s, const T* t, const T* a, bool stream, const Relu<T>* act) {
+  const auto row = [&](const T* xr, const T* dr, T* yr, int64_t n, int64_t i, bool st) {
+    if (st) affine_row_stream(xr, dr, yr, n, hi + i, lo + i, s + i, t + i, a ? a + i : nullptr);
+    else affine_row(xr, dr, yr, n, hi + i, lo + i, s + i, t + i, a ? a + i : nullptr);
+  };
+  if (!act) {
+    row(x + off, dy ? dy + off : nullptr, out + off, B, 0, stream);
+  } else if (!act->backward()) {
+    relu_forward_chunks(*act, off, B, out, stream, [&](int64_t i, int64_t n, T* buf) {
+      row(x + off + i, static_cast<const T*>(nullptr), buf, n, i, false);
+    });
+  } else {
+    relu_grad_row(*act, g0, off, B, dy ? dy : x, true, [&](int64_t i, int64_t n, const T* dz) {
+      if (dy) row(x + off + i, dz, out + off + i, n, i, stream);
+      else row(dz, static_cast<const T*>(nullptr), out + off + i, n, i, stream);
+    });
+  }
 }
 
 // reverse: walk the tasks last to first. Right after a pass that read the whole tensor (the statistics), the
 // last-read part is still in L3; starting there turns part of the second DRAM read into cache hits.
 template <typename T>
 void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c, const T* a,
-                 PositionParams<T> pos, int threads, bool reverse = false) {
+                 PositionParams<T> pos, int threads, bool reverse = false, const Relu<T>* act = nullptr) {
   const Plan pl = make_plan(g);
   threads = threads_for(g, threads);
   const bool stream = streams<T>(g);
@@ -243,7 +249,7 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
       const int64_t task = reverse ? pl.tasks - 1 - i : i;
       const int64_t grp = task / pl.tiles;
       elementwise_tile(x, dy, out, g, pl, grp, task % pl.tiles, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp],
-                       a ? a[grp] : T(0), pos, stream);
+                       a ? a[grp] : T(0), pos, stream, act);
       if (stream) stream_fence();
     });
     return;
@@ -258,44 +264,43 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
     const T* ap = a ? a + p * B : nullptr;
     for (int64_t r = a_begin; r < a_end; ++r) {
       const int64_t off = (p * g.A + r) * row;
-      const T* xr = x + off; T* yr = out + off; const T* dr = dy ? dy + off : nullptr;
-      if (K == 1 && stream) {
-        affine_row_stream(xr, dr, yr, B, hi, lo, s, t, ap);
-      } else if (K == 1) {
-        affine_row(xr, dr, yr, B, hi, lo, s, t, ap);
+      if (K == 1) {
+        elementwise_row(x, dy, out, off, B, p * B, hi, lo, s, t, ap, stream, act);
       } else {
         for (int64_t b = 0; b < B; ++b)
-          affine_run(xr + b * K, dr ? dr + b * K : nullptr, yr + b * K, K, hi[b], lo[b], s[b], t[b],
-                     ap ? ap[b] : T(0));
+          elementwise_run_at(x, dy, out, off + b * K, K, 0, p * B + b, hi[b], lo[b], s[b], t[b], ap ? ap[b] : T(0),
+                             PositionParams<T>{nullptr, nullptr}, false, act);
       }
     }
     if (stream) stream_fence();
   });
 }
 
-// y = ((x - mean) * scale + shift), per group; with position params y = (x - mean) * scale * w[k] + b[k].
+// y = ((x - mean) * scale + shift), per group; with position params y = (x - mean) * scale * w[k] + b[k]. act: the
+// forward's ReLU (core/relu.h), or null.
 template <typename T>
 void normalize(const T* x, T* y, const Geometry& g, const double* mean, const double* scale, const double* shift,
-               PositionParams<T> pos, double* scratch, int threads) noexcept {
+               PositionParams<T> pos, double* scratch, int threads, const Relu<T>* act = nullptr) noexcept {
   const GroupCoefs<T> c = make_coefs<T>(g, mean, scale, shift, scratch);
-  elementwise<T>(x, nullptr, y, g, c, nullptr, pos, threads);
+  elementwise<T>(x, nullptr, y, g, c, nullptr, pos, threads, false, act);
 }
 
 // dx = a * (dy * w[k]) + b * (x - mean) + c, per group (w: position params, 1 without). With b == null
-// (eval: dx = a * dy) x and mean are not read, so an inf in x cannot turn into NaN through x * 0.
+// (eval: dx = a * dy) x and mean are not read, so an inf in x cannot turn into NaN through x * 0 (with act the mask
+// reads x, but dx stays a * dz). act: the backward of the forward's ReLU (dz for dy), or null.
 template <typename T>
 void backward_apply(const T* dy, const T* x, T* dx, const Geometry& g, const double* mean, const double* a,
                     const double* b, const double* c, const T* w, double* scratch, int threads,
-                    bool reverse = false) noexcept {
+                    bool reverse = false, const Relu<T>* act = nullptr) noexcept {
   if (!b) {
     const GroupCoefs<T> scale_only = make_coefs<T>(g, nullptr, a, nullptr, scratch);
-    elementwise<T>(dy, nullptr, dx, g, scale_only, nullptr, PositionParams<T>{w, nullptr}, threads);
+    elementwise<T>(dy, nullptr, dx, g, scale_only, nullptr, PositionParams<T>{w, nullptr}, threads, false, act);
     return;
   }
   const GroupCoefs<T> coefs = make_coefs<T>(g, mean, b, c, scratch);
   T* at = coefs.t + g.groups();
   for (int64_t i = 0; i < g.groups(); ++i) at[i] = static_cast<T>(a[i]);
-  elementwise<T>(x, dy, dx, g, coefs, at, PositionParams<T>{w, nullptr}, threads, reverse);
+  elementwise<T>(x, dy, dx, g, coefs, at, PositionParams<T>{w, nullptr}, threads, reverse, act);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -337,27 +342,34 @@ inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, d
   s_dy += combine_lanes(a); s_dyx += combine_lanes(b);
 }
 
-// sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group.
+// sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group (dz for dy with act, core/relu.h).
 template <typename T>
 inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
-                           int64_t tile, double mean, double& s_dy, double& s_dyx) {
+                           int64_t tile, double mean, double& s_dy, double& s_dyx, const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   double a[kLanes] = {}, b[kLanes] = {};
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
-    add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
+    if (!act) {
+      add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
+      return;
+    }
+    relu_grad_run(*act, grp, off, len, k0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
+      add_dot_centered(a, b, dz, x + off + i, w ? w + k0 + i : nullptr, n, mean);
+    });
   });
   s_dy = combine_lanes(a); s_dyx = combine_lanes(b);
 }
 
 template <typename T>
 void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* mean, const T* w, double* sum_dy,
-                     double* sum_dy_xmu, double* scratch, int threads) noexcept {
+                     double* sum_dy_xmu, double* scratch, int threads, const Relu<T>* act = nullptr) noexcept {
   const Plan pl = make_plan(g);
   threads = threads_for(g, threads);
   double* p_dy = scratch; double* p_dyx = scratch + pl.partials;
   if (!pl.row_walk) {
     parallel_for(pl.tasks, threads, [&](int64_t task) {
-      tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean[task / pl.tiles], p_dy[task], p_dyx[task]);
+      tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean[task / pl.tiles], p_dy[task], p_dyx[task],
+                     act);
     });
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
@@ -374,15 +386,27 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
     double* s_dy = p_dy + task * B; double* s_dyx = p_dyx + task * B;
     const double* m = mean + p * B;
     for (int64_t b = 0; b < B; ++b) s_dy[b] = 0, s_dyx[b] = 0;
+    // Columns [b0, b0 + n) of a row: dy (or dz) at d, x at xr.
+    const auto add_columns = [&](const T* d, const T* xr, int64_t b0, int64_t n) {
+#pragma omp simd
+      for (int64_t b = b0; b < b0 + n; ++b) {
+        const double v = static_cast<double>(d[b - b0]);
+        s_dy[b] += v;
+        s_dyx[b] += v * (static_cast<double>(xr[b - b0]) - m[b]);
+      }
+    };
     for_rows(g, p, a_begin, a_end, [&](int64_t off) {
       const T* xr = x + off; const T* dr = dy + off;
-      if (K == 1) {
-#pragma omp simd
-        for (int64_t b = 0; b < B; ++b) {
-          const double d = static_cast<double>(dr[b]);
-          s_dy[b] += d;
-          s_dyx[b] += d * (static_cast<double>(xr[b]) - m[b]);
-        }
+      if (act && K == 1) {
+        relu_grad_row(*act, p * B, off, B, dy, false,
+                      [&](int64_t i, int64_t n, const T* dz) { add_columns(dz, xr + i, i, n); });
+      } else if (act) {
+        for (int64_t b = 0; b < B; ++b)
+          relu_grad_run(*act, p * B + b, off + b * K, K, 0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
+            dot_centered_run(dz, xr + b * K + i, static_cast<const T*>(nullptr), n, m[b], s_dy[b], s_dyx[b]);
+          });
+      } else if (K == 1) {
+        add_columns(dr, xr, 0, B);
       } else {
         for (int64_t b = 0; b < B; ++b)
           dot_centered_run(dr + b * K, xr + b * K, static_cast<const T*>(nullptr), K, m[b], s_dy[b], s_dyx[b]);
@@ -414,6 +438,19 @@ inline void add_param_grad_row(double* w, double* b, const T* d, const T* xr, in
   }
 }
 
+// The same for group (row) grp of dy and x, dz for dy with act (core/relu.h).
+template <typename T>
+inline void param_grad_row(double* w, double* b, const T* dy, const T* x, int64_t grp, int64_t K, double m, double inv,
+                           const Relu<T>* act) {
+  if (!act) {
+    add_param_grad_row(w, b, dy + grp * K, x + grp * K, K, m, inv);
+    return;
+  }
+  relu_grad_run(*act, grp, grp * K, K, 0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
+    add_param_grad_row(w + i, b + i, dz, x + grp * K + i, n, m, inv);
+  });
+}
+
 // Merges the blocks' column partials (pw, pb: blocks rows of K) in the fixed order; dw, db may be null.
 inline void finish_param_grad(double* pw, double* pb, int64_t blocks, int64_t K, double* dw, double* db) {
   merge_sums_rows(pw, blocks, K);
@@ -426,14 +463,14 @@ inline void finish_param_grad(double* pw, double* pb, int64_t blocks, int64_t K,
 
 template <typename T>
 void param_grad(const T* dy, const T* x, const Geometry& g, const double* mean, const double* invstd, double* dw,
-                double* db, double* scratch, int threads) noexcept {
+                double* db, double* scratch, int threads, const Relu<T>* act = nullptr) noexcept {
   const int64_t K = g.K, G = g.groups(), blocks = param_grad_blocks(g), per = ceil_div(G, blocks);
   double* pw = scratch; double* pb = scratch + blocks * K;
   parallel_for(blocks, threads_for(g, threads), [&](int64_t blk) {
     double* w = pw + blk * K; double* b = pb + blk * K;
     for (int64_t k = 0; k < K; ++k) w[k] = 0, b[k] = 0;
     for (int64_t grp = blk * per; grp < min_i64(G, (blk + 1) * per); ++grp)
-      add_param_grad_row(w, b, dy + grp * K, x + grp * K, K, mean ? mean[grp] : 0.0, invstd[grp]);
+      param_grad_row(w, b, dy, x, grp, K, mean ? mean[grp] : 0.0, invstd[grp], act);
   });
   finish_param_grad(pw, pb, blocks, K, dw, db);
 }

@@ -84,6 +84,44 @@ inline void affine_run_stream(const T* x, const T* dy, T* out, int64_t len, T hi
   affine_run(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a);
 }
 
+// affine_run with per-position parameters (LayerNorm, RMSNorm; core/geometry.h PositionParams): w scales the normalized value (or dy), b is added.
+template <typename T>
+inline void affine_run_positional(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
+                                  const T* w, const T* b) {
+  if (dy) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) out[i] = a * (dy[i] * (w ? w[i] : T(1))) + ((x[i] - hi) - lo) * s + t;
+  } else if (b) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + b[i];
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + t;
+  }
+}
+
+// The same, streaming the aligned body (see core/simd.h); the expressions are affine_run_positional's.
+template <typename T>
+inline void affine_run_positional_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
+                                         const T* w, const T* b) {
+  constexpr int64_t W = kVecBytes / sizeof(T);
+  const int64_t head = head_to_align(out, len);
+  affine_run_positional(x, dy, out, head, hi, lo, s, t, a, w, b);
+  int64_t i = head;
+  const auto vhi = vset(hi), vlo = vset(lo), vs = vset(s), vt = vset(t), va = vset(a), one = vset(T(1));
+  if (dy) {
+    for (; i + W <= len; i += W)
+      vstream(out + i, va * (vload(dy + i) * (w ? vload(w + i) : one)) + ((vload(x + i) - vhi) - vlo) * vs + vt);
+  } else if (b) {
+    for (; i + W <= len; i += W)
+      vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vload(b + i));
+  } else {
+    for (; i + W <= len; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vt);
+  }
+  affine_run_positional(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a, w ? w + i : nullptr,
+                        b ? b + i : nullptr);
+}
+
 // The row walk's form (channels last, 2-D): per-column coefficient arrays, one row of B columns.
 template <typename T>
 inline void affine_row(const T* x, const T* dy, T* out, int64_t B, const T* hi, const T* lo, const T* s,

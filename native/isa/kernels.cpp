@@ -32,6 +32,7 @@ namespace NK_ISA {
 #include "../core/parallel.h"
 #include "../core/moments.h"
 #include "../core/simd.h"
+#include "../core/relu.h"
 #include "../core/norm.h"
 #include "../core/fused.h"
 
@@ -43,20 +44,34 @@ template <typename T>
 void moments_entry(const T* x, Shape4 g, double* mean, double* m2, double* scratch, int threads) {
   moments<T>(x, geo(g), mean, m2, scratch, threads);
 }
+// The forward's ReLU: only the residual.
+template <typename T>
+Relu<T> forward_relu(const ReluArgs<T>& a) {
+  return Relu<T>{a.r, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, PositionParams<T>{nullptr, nullptr}};
+}
 template <typename T>
 void normalize_entry(const T* x, T* y, Shape4 g, const double* mean, const double* scale, const double* shift,
-                     const T* w, const T* b, double* scratch, int threads) {
-  normalize<T>(x, y, geo(g), mean, scale, shift, PositionParams<T>{w, b}, scratch, threads);
+                     const T* w, const T* b, double* scratch, int threads, const ReluArgs<T>* relu) {
+  const Relu<T> act = relu ? forward_relu(*relu) : Relu<T>{};
+  normalize<T>(x, y, geo(g), mean, scale, shift, PositionParams<T>{w, b}, scratch, threads, relu ? &act : nullptr);
+}
+// The backward's ReLU of a normalize(mean, relu->scale, relu->shift) forward; its coefficients after the scratch.
+template <typename T>
+Relu<T> normalize_backward_relu(Shape4 g, const double* mean, const T* x, const ReluArgs<T>& a, double* scratch) {
+  return normalize_relu<T>(geo(g), mean, a.scale, a.shift, x, a.r, a.dr, scratch + scratch_doubles(geo(g), false));
 }
 template <typename T>
 void backward_reduce_entry(const T* dy, const T* x, Shape4 g, const double* mean, const T* w, double* sum_dy,
-                           double* sum_dy_xmu, double* scratch, int threads) {
-  backward_reduce<T>(dy, x, geo(g), mean, w, sum_dy, sum_dy_xmu, scratch, threads);
+                           double* sum_dy_xmu, double* scratch, int threads, const ReluArgs<T>* relu) {
+  const Relu<T> act = relu ? normalize_backward_relu(g, mean, x, *relu, scratch) : Relu<T>{};
+  backward_reduce<T>(dy, x, geo(g), mean, w, sum_dy, sum_dy_xmu, scratch, threads, relu ? &act : nullptr);
 }
 template <typename T>
 void backward_apply_entry(const T* dy, const T* x, T* dx, Shape4 g, const double* mean, const double* a,
-                          const double* b, const double* c, const T* w, double* scratch, int threads) {
-  backward_apply<T>(dy, x, dx, geo(g), mean, a, b, c, w, scratch, threads);
+                          const double* b, const double* c, const T* w, double* scratch, int threads,
+                          const ReluArgs<T>* relu) {
+  const Relu<T> act = relu ? normalize_backward_relu(g, mean, x, *relu, scratch) : Relu<T>{};
+  backward_apply<T>(dy, x, dx, geo(g), mean, a, b, c, w, scratch, threads, false, relu ? &act : nullptr);
 }
 template <typename T>
 void param_grad_entry(const T* dy, const T* x, Shape4 g, const double* mean, const double* invstd, double* dw,
@@ -69,14 +84,23 @@ Affine<T> affine(const AffineArgs<T>& a) {
 }
 template <typename T>
 void forward_train_entry(const T* x, T* y, Shape4 g, const AffineArgs<T>& af, double eps, double* mean, double* m2,
-                         double* invstd, double* scratch, int threads) {
-  forward_train<T>(x, y, geo(g), affine(af), eps, mean, m2, invstd, scratch, threads);
+                         double* invstd, double* scratch, int threads, const ReluArgs<T>* relu) {
+  const Relu<T> act = relu ? forward_relu(*relu) : Relu<T>{};
+  forward_train<T>(x, y, geo(g), affine(af), eps, mean, m2, invstd, scratch, threads, relu ? &act : nullptr);
 }
+// With relu, af holds the forward's beta and b too (the backward's coefficients do not use them otherwise).
 template <typename T>
 void backward_train_entry(const T* dy, const T* x, T* dx, Shape4 g, const AffineArgs<T>& af, const double* mean,
                           const double* invstd, double* sum_dy, double* sum_dyx, double* dw, double* db,
-                          double* scratch, int threads) {
-  backward_train<T>(dy, x, dx, geo(g), affine(af), mean, invstd, sum_dy, sum_dyx, dw, db, scratch, threads);
+                          double* scratch, int threads, const ReluArgs<T>* relu) {
+  const Affine<T> a = affine(af);
+  Relu<T> act{};
+  if (relu) {
+    double* storage = scratch + fused_scratch_doubles(geo(g), af.segments, dw || db);
+    act = training_relu<T>(geo(g), a, mean, invstd, x, relu->r, relu->dr, storage);
+  }
+  backward_train<T>(dy, x, dx, geo(g), a, mean, invstd, sum_dy, sum_dyx, dw, db, scratch, threads,
+                    relu ? &act : nullptr);
 }
 int64_t scratch_entry(Shape4 g, bool param_grad) { return scratch_doubles(geo(g), param_grad); }
 int64_t fused_scratch_entry(Shape4 g, int64_t segments, bool columns) {
