@@ -227,3 +227,36 @@ describe('the fused ReLU (and residual) on every fast path at bench size, agains
     checkFused(inorm, x, 'float32', input(x.shape as number[], 14, 'float32'), training(inorm, x, bySampleChannel(x.shape), 1e-5));
   });
 });
+
+describe('the fused ReLU\'s mask agrees with its forward bit for bit, at bench size', () => {
+  // A residual of exactly −(the layer's output without activation) puts every pre-activation at exactly 0 — if the
+  // fused forward, the plain normalize and the backward's recomputed mask evaluate the same bits. Then y = 0, and
+  // PyTorch's gradient at 0 is 0: dz = 0, so dx and the parameter gradients are 0 everywhere.
+  const CASES: Array<{ name: string; make: (activation: 'relu' | null) => Layer & { train(): unknown }; shape: number[]; evalToo: boolean }> = [
+    { name: 'BatchNorm2d NCHW, fused walk, streaming', make: (a) => new BatchNorm2d(128, { activation: a }), shape: [64, 128, 56, 56], evalToo: true },
+    { name: 'BatchNorm2d channels-last, row walk, streaming', make: (a) => new BatchNorm2d(128, { activation: a, channelsLast: true }), shape: [64, 56, 56, 128], evalToo: true },
+    { name: 'BatchNorm1d 2-D, row walk in cache', make: (a) => new BatchNorm1d(1024, { activation: a }), shape: [8192, 1024], evalToo: false },
+    { name: 'LayerNorm, per-position w and b', make: (a) => new LayerNorm(512, { activation: a }), shape: [16384, 512], evalToo: false },
+  ];
+  for (const { name, make, shape, evalToo } of CASES) {
+    it(name, () => {
+      const plain = make(null), fused = make('relu');
+      for (const l of [plain, fused]) {
+        affineInit(l.weight, (i) => 0.5 + (i % 7) / 4);
+        affineInit(l.bias, (i) => ((i % 5) - 2) / 3);
+      }
+      const x = input(shape, 21, 'float32', 1), dy = input(shape, 22, 'float32');
+      for (const mode of evalToo ? ['train', 'eval'] : ['train']) {
+        if (mode === 'eval') { plain.eval(); fused.eval(); }
+        const y0 = plain.forward(x);
+        const residual = { data: y0.data.map((v) => -v), shape };
+        const y = fused.forward(x, { residual });
+        expect(y.data.every((v) => v === 0), `${mode}: y = relu(p - p) = 0 everywhere`).toBe(true);
+        const dx = fused.backward(dy);
+        expect(fused.residualGrad!.data.every((v) => v === 0), `${mode}: the mask is 0 everywhere`).toBe(true);
+        expect(dx.data.every((v) => v === 0), `${mode}: dx`).toBe(true);
+        expect(fused.weight!.grad!.every((v) => v === 0), `${mode}: dweight`).toBe(true);
+      }
+    });
+  }
+});

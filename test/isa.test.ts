@@ -1,6 +1,7 @@
 // Every SIMD path this CPU supports, each forced with NORMKIT_ISA in a child process (the choice is made once at
 // load), runs every kernel — the fused training forward and backward, channel waves, the row walk, the
-// weight-gradient column reduction, streaming stores and odd tails — and each path's results are checked against
+// weight-gradient column reduction, streaming stores and odd tails, the fused ReLU and residual — and each path's
+// results are checked against
 // the independent float64 reference. Which paths must be exercised comes from /proc/cpuinfo, not from the
 // addon's own CPUID detection, so a detection bug cannot hide a path.
 import { execFileSync } from 'node:child_process';
@@ -15,7 +16,10 @@ import { byChannel, byRow, bySampleGroup, refNorm, refNormBackward, type Groupin
 const root = join(__dirname, '..');
 
 // Outputs of 4M+ elements (over the 16 MB streaming threshold in float32), with odd sizes for the tails.
-interface Case { name: string; layer: string; args: number[]; options?: object; shape: number[]; dtype: 'float32' | 'float64'; gr: Grouping; rms?: boolean; eps: number }
+interface Case {
+  name: string; layer: string; args: number[]; options?: { activation?: 'relu'; eps?: number }; shape: number[];
+  dtype: 'float32' | 'float64'; gr: Grouping; rms?: boolean; eps: number; residual?: boolean;
+}
 const CASES: Case[] = [
   { name: 'BatchNorm2d NCHW, fused walk', layer: 'BatchNorm2d', args: [61], shape: [15, 61, 67, 69], dtype: 'float32', gr: byChannel([15, 61, 67, 69], false), eps: 1e-5 },
   { name: 'BatchNorm2d NCHW, channel waves', layer: 'BatchNorm2d', args: [3], shape: [2, 3, 1023, 1025], dtype: 'float32', gr: byChannel([2, 3, 1023, 1025], false), eps: 1e-5 },
@@ -24,14 +28,36 @@ const CASES: Case[] = [
   { name: 'LayerNorm, weight-gradient columns', layer: 'LayerNorm', args: [517], shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), eps: 1e-5 },
   { name: 'RMSNorm', layer: 'RMSNorm', args: [517], options: { eps: 1e-6 }, shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), rms: true, eps: 1e-6 },
   { name: 'GroupNorm(8)', layer: 'GroupNorm', args: [8, 64], shape: [4, 64, 127, 129], dtype: 'float32', gr: bySampleGroup([4, 64, 127, 129], 8), eps: 1e-5 },
+  // The fused ReLU's loops (vector bodies and scalar tails), with and without a residual.
+  { name: 'BatchNorm2d NCHW + ReLU + residual', layer: 'BatchNorm2d', args: [61], options: { activation: 'relu' }, residual: true, shape: [15, 61, 67, 69], dtype: 'float32', gr: byChannel([15, 61, 67, 69], false), eps: 1e-5 },
+  { name: 'BatchNorm1d 2-D row walk + ReLU', layer: 'BatchNorm1d', args: [263], options: { activation: 'relu' }, shape: [16383, 263], dtype: 'float32', gr: byChannel([16383, 263], false), eps: 1e-5 },
+  { name: 'BatchNorm2d float64 + ReLU + residual', layer: 'BatchNorm2d', args: [33], options: { activation: 'relu' }, residual: true, shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
+  { name: 'LayerNorm + ReLU + residual', layer: 'LayerNorm', args: [517], options: { activation: 'relu' }, residual: true, shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), eps: 1e-5 },
 ];
 
+const weightOf = (k: number) => 0.5 + (k % 7) / 4, biasOf = (k: number) => ((k % 5) - 2) / 3;
+
+/**
+ * x, dy (and the residual) of a case. With the ReLU, dy is 0 where the reference pre-activation is within 1e-4 of 0,
+ * where float rounding may fall on either side (exact ties are test/fullsize.test.ts's and the fixtures' job).
+ */
 function inputs(c: Case) {
   const n = c.shape.reduce((a, b) => a * b, 1), r = rng(11);
   const Ctor = c.dtype === 'float32' ? Float32Array : Float64Array;
-  const x = new Ctor(n), dy = new Ctor(n);
-  for (let i = 0; i < n; i++) { x[i] = (r() - 0.5) * 4 + 2; dy[i] = r() - 0.5; }
-  return { x, dy };
+  const x = new Ctor(n), dy = new Ctor(n), res = c.residual ? new Ctor(n) : null;
+  for (let i = 0; i < n; i++) { x[i] = (r() - 0.5) * 4 + 2; dy[i] = r() - 0.5; if (res) res[i] = r() - 0.5; }
+  if (c.options?.activation) {
+    const { weight, bias } = params(c), pre = refNorm(x, c.gr, c.eps, { weight, bias }).y;
+    for (let i = 0; i < n; i++) if (Math.abs(pre[i]! + (res ? res[i]! : 0)) < 1e-4) dy[i] = 0;
+  }
+  return { x, dy, res };
+}
+
+function params(c: Case) {
+  return {
+    weight: Float64Array.from({ length: c.gr.params }, (_, k) => weightOf(k)),
+    bias: c.rms ? null : Float64Array.from({ length: c.gr.params }, (_, k) => biasOf(k)),
+  };
 }
 
 // The child: the public API through the built dist/, one ISA, every case; outputs to raw files for the parent.
@@ -48,9 +74,11 @@ for (const [i, c] of cases.entries()) {
   const w = layer.weight, b = layer.bias;
   if (w) w.data.forEach((_, k) => { w.data[k] = 0.5 + (k % 7) / 4; });
   if (b) b.data.forEach((_, k) => { b.data[k] = ((k % 5) - 2) / 3; });
-  const y = layer.forward({ data: read('.x'), shape: c.shape });
+  const residual = c.residual ? { data: read('.r'), shape: c.shape } : undefined;
+  const y = layer.forward({ data: read('.x'), shape: c.shape }, { residual });
   const dx = layer.backward({ data: read('.dy'), shape: c.shape });
-  for (const [name, a] of [['y', y.data], ['dx', dx.data], ['dweight', w && w.grad], ['dbias', b && b.grad]]) {
+  const dr = layer.residualGrad && layer.residualGrad.data;
+  for (const [name, a] of [['y', y.data], ['dx', dx.data], ['dweight', w && w.grad], ['dbias', b && b.grad], ['dr', dr]]) {
     if (a) fs.writeFileSync(path.join(dir, i + '.' + name), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   }
 }
@@ -75,10 +103,11 @@ describe.runIf(x64Linux)('SIMD dispatch', () => {
   writeFileSync(script, CHILD);
   writeFileSync(join(work, 'cases.json'), JSON.stringify(CASES.map(({ gr: _gr, ...c }) => c)));
   const data = CASES.map((c, i) => {
-    const { x, dy } = inputs(c);
+    const { x, dy, res } = inputs(c);
     writeFileSync(join(work, `${i}.x`), new Uint8Array(x.buffer));
     writeFileSync(join(work, `${i}.dy`), new Uint8Array(dy.buffer));
-    return { x, dy };
+    if (res) writeFileSync(join(work, `${i}.r`), new Uint8Array(res.buffer));
+    return { x, dy, res };
   });
   const runWith = (isa: string): { isa: string; dir: string } => {
     const dir = mkdtempSync(join(work, `${isa}-`));
@@ -99,15 +128,18 @@ describe.runIf(x64Linux)('SIMD dispatch', () => {
       const got = runWith(isa);
       expect(got.isa).toBe(isa);
       CASES.forEach((c, i) => {
-        const { x, dy } = data[i]!;
+        const { x, dy, res } = data[i]!;
         const Ctor = c.dtype === 'float32' ? Float32Array : Float64Array;
         const read = (name: string) => new Ctor(new Uint8Array(readFileSync(join(got.dir, `${i}.${name}`))).buffer);
-        const weight = Float64Array.from({ length: c.gr.params }, (_, k) => 0.5 + (k % 7) / 4);
-        const bias = c.rms ? null : Float64Array.from({ length: c.gr.params }, (_, k) => ((k % 5) - 2) / 3);
+        const { weight, bias } = params(c);
         const ref = refNorm(x, c.gr, c.eps, { rms: c.rms, weight, bias });
-        const rb = refNormBackward(x, dy, c.gr, c.eps, { rms: c.rms, weight, stats: ref });
+        // The ReLU: y = relu(pre + r), and the layer's gradients of dz = (pre + r > 0) ? dy : 0.
+        const v = c.options?.activation ? ref.y.map((p, k) => p + (res ? res[k]! : 0)) : null;
+        const dz = v ? Float64Array.from(dy, (d, k) => (v[k]! > 0 ? d : 0)) : dy;
+        const rb = refNormBackward(x, dz, c.gr, c.eps, { rms: c.rms, weight, stats: ref });
         const tol = c.dtype === 'float32' ? 2e-6 : 1e-12;
-        expectNear(read('y'), ref.y, tol, `${isa} ${c.name} y`);
+        expectNear(read('y'), v ? v.map((a) => Math.max(a, 0)) : ref.y, tol, `${isa} ${c.name} y`);
+        if (res) expectNear(read('dr'), dz, tol, `${isa} ${c.name} residual gradient`);
         expectNear(read('dx'), rb.dx, tol, `${isa} ${c.name} dx`);
         expectNear(read('dweight'), rb.dweight, tol, `${isa} ${c.name} dweight`);
         if (bias) expectNear(read('dbias'), rb.dbias, tol, `${isa} ${c.name} dbias`);

@@ -84,6 +84,32 @@ inline void add_centered_squares(double* acc, const T* x, int64_t len, double me
   }
 }
 
+// a[j] += dy * w and b[j] += dy * w * (x - mean) over a run, in kLanes lanes (as moments.h); w may be null.
+template <typename T>
+inline void add_dot_centered(double* a, double* b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
+  int64_t i = 0;
+  if (w) {
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const double d = static_cast<double>(dy[i + j]) * static_cast<double>(w[i + j]);
+        a[j] += d;
+        b[j] += d * (static_cast<double>(x[i + j]) - mean);
+      }
+  } else {
+    for (; i + kLanes <= len; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const double d = static_cast<double>(dy[i + j]);
+        a[j] += d;
+        b[j] += d * (static_cast<double>(x[i + j]) - mean);
+      }
+  }
+  for (int j = 0; i + j < len; ++j) {
+    const double d = static_cast<double>(dy[i + j]) * (w ? static_cast<double>(w[i + j]) : 1.0);
+    a[j] += d;
+    b[j] += d * (static_cast<double>(x[i + j]) - mean);
+  }
+}
+
 template <typename T>
 inline double sum_run(const T* x, int64_t len) {
   double acc[kLanes] = {};

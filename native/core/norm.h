@@ -191,10 +191,20 @@ inline void elementwise_run_at(const T* x, const T* dy, T* out, int64_t off, int
                                T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream, const Relu<T>* act) {
   if (!act) {
     elementwise_run(x + off, dy ? dy + off : nullptr, out + off, len, k0, hi, lo, s, t, a, pos, stream);
-  } else if (!act->backward()) {
+    return;
+  }
+  const T* r = act->r ? act->r + off : nullptr;
+  if (!act->backward() && !pos.w && !pos.b) {
+    affine_relu(x + off, r, out + off, len, Coefs<T>{hi, lo, s, t}, stream);
+  } else if (!act->backward()) {  // LayerNorm's per-position w, b: through the chunk buffer
     relu_forward_chunks(*act, off, len, out, stream, [&](int64_t i, int64_t n, T* buf) {
       elementwise_run(x + off + i, static_cast<const T*>(nullptr), buf, n, k0 + i, hi, lo, s, t, a, pos, false);
     });
+  } else if (!pos.w && !act->pos.w && !act->pos.b) {
+    const Coefs<T> f{act->hi[grp], act->lo[grp], act->s[grp], act->t[grp]};
+    T* dr = act->dr ? act->dr + off : nullptr;
+    if (dy) affine_grad_relu(x + off, dy + off, r, dr, out + off, len, Coefs<T>{hi, lo, s, t}, Scale<T>{a}, f, stream);
+    else scale_grad_relu(act->x + off, x + off, r, dr, out + off, len, Scale<T>{s}, f, stream);
   } else {
     relu_grad_run(*act, grp, off, len, k0, dy ? dy : x, true, [&](int64_t i, int64_t n, const T* dz) {
       if (dy) elementwise_run(x + off + i, dz, out + off + i, n, k0 + i, hi, lo, s, t, a, pos, stream);
@@ -224,16 +234,17 @@ inline void elementwise_row(const T* x, const T* dy, T* out, int64_t off, int64_
   };
   if (!act) {
     row(x + off, dy ? dy + off : nullptr, out + off, B, 0, stream);
-  } else if (!act->backward()) {
-    relu_forward_chunks(*act, off, B, out, stream, [&](int64_t i, int64_t n, T* buf) {
-      row(x + off + i, static_cast<const T*>(nullptr), buf, n, i, false);
-    });
-  } else {
-    relu_grad_row(*act, g0, off, B, dy ? dy : x, true, [&](int64_t i, int64_t n, const T* dz) {
-      if (dy) row(x + off + i, dz, out + off + i, n, i, stream);
-      else row(dz, static_cast<const T*>(nullptr), out + off + i, n, i, stream);
-    });
+    return;
   }
+  const T* r = act->r ? act->r + off : nullptr;
+  if (!act->backward()) {
+    affine_relu(x + off, r, out + off, B, ColumnCoefs<T>{hi, lo, s, t}, stream);
+    return;
+  }
+  const ColumnCoefs<T> f{act->hi + g0, act->lo + g0, act->s + g0, act->t + g0};
+  T* dr = act->dr ? act->dr + off : nullptr;
+  if (dy) affine_grad_relu(x + off, dy + off, r, dr, out + off, B, ColumnCoefs<T>{hi, lo, s, t}, ColumnScale<T>{a}, f, stream);
+  else scale_grad_relu(act->x + off, x + off, r, dr, out + off, B, ColumnScale<T>{s}, f, stream);
 }
 
 // reverse: walk the tasks last to first. Right after a pass that read the whole tensor (the statistics), the
@@ -307,32 +318,6 @@ void backward_apply(const T* dy, const T* x, T* dx, const Geometry& g, const dou
 // Backward reductions: per group, sum(dy) and sum(dy * (x - mean)), in double.
 // ---------------------------------------------------------------------------------------------------------------
 
-// a[j] += dy * w and b[j] += dy * w * (x - mean) over a run, in kLanes lanes (as moments.h); w may be null.
-template <typename T>
-inline void add_dot_centered(double* a, double* b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
-  int64_t i = 0;
-  if (w) {
-    for (; i + kLanes <= len; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const double d = static_cast<double>(dy[i + j]) * static_cast<double>(w[i + j]);
-        a[j] += d;
-        b[j] += d * (static_cast<double>(x[i + j]) - mean);
-      }
-  } else {
-    for (; i + kLanes <= len; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const double d = static_cast<double>(dy[i + j]);
-        a[j] += d;
-        b[j] += d * (static_cast<double>(x[i + j]) - mean);
-      }
-  }
-  for (int j = 0; i + j < len; ++j) {
-    const double d = static_cast<double>(dy[i + j]) * (w ? static_cast<double>(w[i + j]) : 1.0);
-    a[j] += d;
-    b[j] += d * (static_cast<double>(x[i + j]) - mean);
-  }
-}
-
 // The same over one run, combined: s_dy += sum(dy * w), s_dyx += sum(dy * w * (x - mean)).
 template <typename T>
 inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, double mean, double& s_dy,
@@ -351,6 +336,11 @@ inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& 
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
     if (!act) {
       add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
+      return;
+    }
+    if (!w && !act->pos.w && !act->pos.b) {
+      add_dot_centered_relu(a, b, dy + off, x + off, act->r ? act->r + off : nullptr, len, mean,
+                            Coefs<T>{act->hi[grp], act->lo[grp], act->s[grp], act->t[grp]});
       return;
     }
     relu_grad_run(*act, grp, off, len, k0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
@@ -386,27 +376,27 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
     double* s_dy = p_dy + task * B; double* s_dyx = p_dyx + task * B;
     const double* m = mean + p * B;
     for (int64_t b = 0; b < B; ++b) s_dy[b] = 0, s_dyx[b] = 0;
-    // Columns [b0, b0 + n) of a row: dy (or dz) at d, x at xr.
-    const auto add_columns = [&](const T* d, const T* xr, int64_t b0, int64_t n) {
-#pragma omp simd
-      for (int64_t b = b0; b < b0 + n; ++b) {
-        const double v = static_cast<double>(d[b - b0]);
-        s_dy[b] += v;
-        s_dyx[b] += v * (static_cast<double>(xr[b - b0]) - m[b]);
-      }
-    };
     for_rows(g, p, a_begin, a_end, [&](int64_t off) {
       const T* xr = x + off; const T* dr = dy + off;
+      const T* rr = act && act->r ? act->r + off : nullptr;
       if (act && K == 1) {
-        relu_grad_row(*act, p * B, off, B, dy, false,
-                      [&](int64_t i, int64_t n, const T* dz) { add_columns(dz, xr + i, i, n); });
+        const int64_t g0 = p * B;
+        add_columns_relu(s_dy, s_dyx, dr, xr, rr, m, B, ColumnCoefs<T>{act->hi + g0, act->lo + g0, act->s + g0, act->t + g0});
       } else if (act) {
-        for (int64_t b = 0; b < B; ++b)
-          relu_grad_run(*act, p * B + b, off + b * K, K, 0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
-            dot_centered_run(dz, xr + b * K + i, static_cast<const T*>(nullptr), n, m[b], s_dy[b], s_dyx[b]);
-          });
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t grp = p * B + b;
+          double la[kLanes] = {}, lb[kLanes] = {};
+          add_dot_centered_relu(la, lb, dr + b * K, xr + b * K, rr ? rr + b * K : nullptr, K, m[b],
+                                Coefs<T>{act->hi[grp], act->lo[grp], act->s[grp], act->t[grp]});
+          s_dy[b] += combine_lanes(la); s_dyx[b] += combine_lanes(lb);
+        }
       } else if (K == 1) {
-        add_columns(dr, xr, 0, B);
+#pragma omp simd
+        for (int64_t b = 0; b < B; ++b) {
+          const double d = static_cast<double>(dr[b]);
+          s_dy[b] += d;
+          s_dyx[b] += d * (static_cast<double>(xr[b]) - m[b]);
+        }
       } else {
         for (int64_t b = 0; b < B; ++b)
           dot_centered_run(dr + b * K, xr + b * K, static_cast<const T*>(nullptr), K, m[b], s_dy[b], s_dyx[b]);
