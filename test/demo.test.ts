@@ -211,7 +211,7 @@ describe('training with BatchNorm1d on the shipped subset, and the checkpoint', 
 
     // A fresh BatchNorm1d layer, in eval mode, against the trained one on the same (hidden) inputs.
     const h = new Float32Array(64 * 128).map((_, i) => Math.sin(i) * 3 + 1);
-    const fresh = new BatchNorm1d(128).eval();
+    const fresh = new BatchNorm1d(128, { activation: 'relu' }).eval();  // as the MLP's: BatchNorm1d + ReLU fused
     const before = fresh.forward({ data: h, shape: [64, 128] }).data;
     const bn1 = Object.fromEntries(Object.entries(sd).filter(([k]) => k.startsWith('bn1.'))) as StateDict;
     fresh.loadStateDict(bn1, { prefix: 'bn1.' });  // strict: bn1.*'s own keys must all be there

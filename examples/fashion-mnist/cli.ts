@@ -52,7 +52,7 @@ Trains the same network on Fashion-MNIST with and without normkit's batch norm (
 rate) and compares them: per-epoch loss and accuracy, a table, an SVG plot and a safetensors checkpoint.
 
 Options:
-  --model mlp|cnn   mlp: 784 -> hidden -> 10 with ReLU and BatchNorm1d (default); cnn: d2l's LeNet with
+  --model mlp|cnn   mlp: 784 -> hidden -> 10, BatchNorm1d + ReLU fused (default); cnn: d2l's LeNet with
                     BatchNorm2d after each convolution and BatchNorm1d after each hidden dense layer
   --epochs N        epochs per network (default ${DEFAULTS.epochs}, ${DEFAULTS.cnnEpochs} with --model cnn)
   --lr X            SGD learning rate, for both networks (default ${DEFAULTS.lr})

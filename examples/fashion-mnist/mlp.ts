@@ -1,6 +1,7 @@
 // The MLP: 784 -> hidden... -> 10 with ReLU, with or without a BatchNorm1d between each hidden dense layer and
 // its ReLU (where d2l and the batch norm paper put it). normkit does all the normalization: batch statistics in
-// training mode, running statistics in eval mode.
+// training mode, running statistics in eval mode — and, with batch norm, the ReLU too, in the same pass
+// (BatchNorm1d with activation 'relu': no separate ReLU layer, no extra pass over the activations).
 //
 // Checkpoints (model.stateDict()) use the keys and layouts PyTorch gives the equivalent module, fc1, bn1, fc2, bn2,
 // ..., fcN as attributes (load_in_pytorch.py defines it and loads a checkpoint with strict=True):
@@ -20,7 +21,10 @@ export interface MlpOptions {
   seed: number;
 }
 
-/** fc1, bn1, relu1, fc2, bn2, relu2, ..., fcN: each hidden layer's three, then the output layer. */
+/**
+ * fc1, bn1, fc2, bn2, ..., fcN with batch norm (each bn a BatchNorm1d with the ReLU fused in); fc1, relu1, fc2,
+ * relu2, ..., fcN without. A ReLU has no state, so the checkpoint's keys are the same either way.
+ */
 export class Mlp extends Network {
   readonly classes: number;
 
@@ -33,8 +37,9 @@ export class Mlp extends Network {
       // The first layer computes no input gradient (nobody wants d(loss)/d(pixels)).
       this.set(`fc${i}`, new Dense(sizes[i - 1]!, sizes[i]!, rng, 'he', i > 1));
       // BatchNorm1d draws no random numbers, so both variants get identical dense weights from the same seed.
-      if (options.batchNorm) this.set(`bn${i}`, new BatchNorm1d(sizes[i]!));  // PyTorch's defaults: eps 1e-5, momentum 0.1
-      this.set(`relu${i}`, new ReLU());
+      // PyTorch's defaults (eps 1e-5, momentum 0.1), then relu(bn(x)) in one call.
+      if (options.batchNorm) this.set(`bn${i}`, new BatchNorm1d(sizes[i]!, { activation: 'relu' }));
+      else this.set(`relu${i}`, new ReLU());
     }
     this.set(`fc${sizes.length}`, new Dense(sizes[sizes.length - 1]!, options.classes, rng, 'he', sizes.length > 1));
   }
