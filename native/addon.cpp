@@ -13,10 +13,11 @@
 #include <cmath>
 #include <new>
 #include <cstring>
-#include <functional>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -58,12 +59,48 @@ double* scratch_arena(int64_t doubles) {  // doubles < 0: release the arena
 // Arenas above this size are released after the call, so one huge call does not pin its scratch for good.
 constexpr int64_t kKeepScratchDoubles = int64_t(8) << 20;  // 64 MB
 
+// The kernel call a Job makes: a lambda of trivially copyable captures (pointers, sizes), kept inline. A
+// std::function allocates for captures this large, and a small call must not pay a malloc and a free.
+class JobFn {
+ public:
+  template <typename F>
+  JobFn& operator=(F f) {
+    static_assert(sizeof(F) <= sizeof(storage_) && alignof(F) <= alignof(std::max_align_t), "captures too large");
+    static_assert(std::is_trivially_copyable<F>::value && std::is_trivially_destructible<F>::value,
+                  "JobFn keeps trivially copyable captures only");
+    new (storage_) F(f);
+    call_ = [](const void* self, double* scratch) { (*static_cast<const F*>(self))(scratch); };
+    return *this;
+  }
+  void operator()(double* scratch) const { call_(storage_, scratch); }
+
+ private:
+  alignas(std::max_align_t) unsigned char storage_[224];
+  void (*call_)(const void*, double*) = [](const void*, double*) {};
+};
+
+// The typed arrays a job reads or writes (pinned while it runs async): at most one per argument, no allocation.
+class JobArrays {
+ public:
+  void push_back(const Napi::Value& v) {
+    if (count_ < kMax) values_[count_++] = v;
+  }
+  void clear() { count_ = 0; }
+  const napi_value* begin() const { return values_; }
+  const napi_value* end() const { return values_ + count_; }
+
+ private:
+  static constexpr int kMax = 24;  // more than any op's arguments
+  napi_value values_[kMax];
+  int count_ = 0;
+};
+
 struct Job {
-  std::function<void(double* scratch)> run;
+  JobFn run;
   int64_t scratch_doubles = 0;
   bool param_grad = false;
   int64_t segments = 0;  // > 0: a fused training op (its scratch is fused_scratch_doubles)
-  std::vector<Napi::Value> arrays;  // typed arrays the job reads or writes: pinned while it runs async
+  JobArrays arrays;      // typed arrays the job reads or writes: pinned while it runs async
   void operator()() {  // may throw std::bad_alloc (scratch): run_sync maps it, AsyncWorker rejects with it
     double* scratch = scratch_arena(scratch_doubles);
     {
@@ -89,13 +126,12 @@ struct View {
 View typed_view(const Napi::CallbackInfo& info, size_t i, const char* name, Job& job) {
   Napi::Env env = info.Env();
   napi_value v = info[i];
-  bool is_ta = false;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) internal(env, std::string(name) + " is not a typed array");
   napi_typedarray_type type;
   size_t length = 0;
   void* data = nullptr;
+  // napi_get_typedarray_info fails with napi_invalid_arg for anything but a typed array: no separate is-check.
   if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok)
-    internal(env, std::string("cannot read ") + name);
+    internal(env, std::string(name) + " is not a typed array");
   if (type != napi_float32_array && type != napi_float64_array) internal(env, std::string(name) + " is not float32/float64");
   if (length > 0 && data == nullptr) internal(env, std::string(name) + " has no backing store");
   job.arrays.push_back(info[i]);
@@ -116,8 +152,9 @@ const double* optional_f64(const Napi::CallbackInfo& info, size_t i, const char*
 }
 
 // More threads than a few per core only adds idle OpenMP threads (libgomp keeps a team per calling thread).
+// omp_get_num_procs() asks the kernel for the affinity mask (a system call): read it once.
 int clamp_threads(double requested) {
-  const double cap = std::max(16, 4 * omp_get_num_procs());
+  static const double cap = std::max(16, 4 * omp_get_num_procs());
   return requested < 1 || requested != requested ? 1 : static_cast<int>(std::min(requested, cap));
 }
 
@@ -325,7 +362,7 @@ class JobWorker final : public Napi::AsyncWorker {
   JobWorker(Napi::Env env, Job job)
       : Napi::AsyncWorker(env, "normkit"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
     // Instead of copying the memory, hold references so it stays valid until the promise settles.
-    for (auto& v : job_.arrays) pinned_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    for (napi_value v : job_.arrays) pinned_.push_back(Napi::Persistent(Napi::Value(env, v).As<Napi::Object>()));
     job_.arrays.clear();
   }
   Napi::Promise Promise() const { return deferred_.Promise(); }
