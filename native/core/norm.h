@@ -52,14 +52,14 @@ template <typename T>
 inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t group, int64_t tile, double& n_out,
                          double& mean_out, double& m2_out) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
-  double acc[kLanes] = {};
+  Lanes acc{};
   for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_run(acc, x + off, len); });
   const double n = static_cast<double>(end - begin), mean = n > 0 ? combine_lanes(acc) / n : 0.0;
   // The second pass reads the tile from L1 and leaves DRAM idle: ask for the next tile meanwhile.
   for_each_run(g, group, end, min_i64(g.group_size(), end + pl.tile_elems), [&](int64_t off, int64_t len, int64_t) {
     for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
   });
-  double sq[kLanes] = {};
+  Lanes sq{};
   for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_centered_squares(sq, x + off, len, mean); });
   n_out = n; mean_out = mean; m2_out = combine_lanes(sq);
 }
@@ -304,27 +304,30 @@ void backward_apply(const T* dy, const T* x, T* dx, const Geometry& g, const dou
 
 // a[j] += dy * w and b[j] += dy * w * (x - mean) over a run, in kLanes lanes (as moments.h); w may be null.
 template <typename T>
-inline void add_dot_centered(double* a, double* b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
+inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
   int64_t i = 0;
-  if (w) {
-    for (; i + kLanes <= len; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const double d = static_cast<double>(dy[i + j]) * static_cast<double>(w[i + j]);
-        a[j] += d;
-        b[j] += d * (static_cast<double>(x[i + j]) - mean);
+  const LaneVec m = {mean, mean, mean, mean};
+  for (; i + kLanes <= len; i += kLanes)
+    for (int q = 0; q < kLaneVecs; ++q) {
+      LaneVec d, xm;
+      load_lanes(d, dy + i + 4 * q);
+      if (w) {
+        LaneVec wv;
+        load_lanes(wv, w + i + 4 * q);
+        d *= wv;
       }
-  } else {
-    for (; i + kLanes <= len; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const double d = static_cast<double>(dy[i + j]);
-        a[j] += d;
-        b[j] += d * (static_cast<double>(x[i + j]) - mean);
-      }
-  }
-  for (int j = 0; i + j < len; ++j) {
-    const double d = static_cast<double>(dy[i + j]) * (w ? static_cast<double>(w[i + j]) : 1.0);
-    a[j] += d;
-    b[j] += d * (static_cast<double>(x[i + j]) - mean);
+      load_lanes(xm, x + i + 4 * q);
+      a.v[q] += d;
+      b.v[q] += d * (xm - m);
+    }
+  // The tail with 0 in the unused lanes, as moments.h tail_lanes (0 * 0 adds +0.0 to b).
+  for (int q = 0; q < kLaneVecs; ++q) {  // constant bound: unrolled, so the lane indices are constants
+    if (4 * q >= len - i) break;
+    LaneVec d, c;
+    tail_lanes(d, len - i, q, [&](int64_t j) { return static_cast<double>(dy[i + j]) * (w ? static_cast<double>(w[i + j]) : 1.0); });
+    tail_lanes(c, len - i, q, [&](int64_t j) { return static_cast<double>(x[i + j]) - mean; });
+    a.v[q] += d;
+    b.v[q] += d * c;
   }
 }
 
@@ -332,7 +335,7 @@ inline void add_dot_centered(double* a, double* b, const T* dy, const T* x, cons
 template <typename T>
 inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, double mean, double& s_dy,
                              double& s_dyx) {
-  double a[kLanes] = {}, b[kLanes] = {};
+  Lanes a{}, b{};
   add_dot_centered(a, b, dy, x, w, len, mean);
   s_dy += combine_lanes(a); s_dyx += combine_lanes(b);
 }
@@ -342,7 +345,7 @@ template <typename T>
 inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
                            int64_t tile, double mean, double& s_dy, double& s_dyx) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
-  double a[kLanes] = {}, b[kLanes] = {};
+  Lanes a{}, b{};
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
     add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
   });
