@@ -118,7 +118,7 @@ inline void add_run(Lanes& acc, const T* x, int64_t len) {
       load_lanes(xv, x + i + 4 * q);
       acc.v[q] += xv;
     }
-  for (int q = 0; q < kLaneVecs; ++q) {  // constant bound: unrolled, so the lane indices are constants
+  for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;
     LaneVec t;
     tail_lanes(t, len - i, q, [&](int64_t j) { return static_cast<double>(x[i + j]); });
@@ -138,7 +138,7 @@ inline void add_centered_squares(Lanes& acc, const T* x, int64_t len, double mea
       d -= m;
       acc.v[q] += d * d;
     }
-  for (int q = 0; q < kLaneVecs; ++q) {  // constant bound: unrolled, so the lane indices are constants
+  for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;
     LaneVec d;
     tail_lanes(d, len - i, q, [&](int64_t j) { return static_cast<double>(x[i + j]) - mean; });

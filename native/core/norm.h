@@ -321,7 +321,7 @@ inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const 
       b.v[q] += d * (xm - m);
     }
   // The tail with 0 in the unused lanes, as moments.h tail_lanes (0 * 0 adds +0.0 to b).
-  for (int q = 0; q < kLaneVecs; ++q) {  // constant bound: unrolled, so the lane indices are constants
+  for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;
     LaneVec d, c;
     tail_lanes(d, len - i, q, [&](int64_t j) { return static_cast<double>(dy[i + j]) * (w ? static_cast<double>(w[i + j]) : 1.0); });
