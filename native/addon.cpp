@@ -146,8 +146,15 @@ void* typed(const Napi::CallbackInfo& info, size_t i, const char* name, DType dt
   return v.data;
 }
 
+// null or undefined (one napi_typeof instead of IsNull() and IsUndefined()).
+bool is_nullish(const Napi::CallbackInfo& info, size_t i) {
+  napi_valuetype t = napi_undefined;
+  if (i < info.Length() && napi_typeof(info.Env(), info[i], &t) != napi_ok) internal(info.Env(), "cannot read an argument");
+  return t == napi_null || t == napi_undefined;
+}
+
 const double* optional_f64(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t need, Job& job) {
-  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  if (is_nullish(info, i)) return nullptr;
   return static_cast<const double*>(typed(info, i, name, DType::f64, need, job));
 }
 
@@ -163,8 +170,8 @@ Shape4 shape_arg(const Napi::CallbackInfo& info, int* threads) {
   Napi::Env env = info.Env();
   double d[5];
   for (size_t i = 0; i < 5; ++i) {
-    if (!info[i].IsNumber()) internal(env, "geometry is not numeric");
-    d[i] = info[i].As<Napi::Number>().DoubleValue();
+    // napi_get_value_double fails (napi_number_expected) for anything but a number: no separate type check.
+    if (napi_get_value_double(env, info[i], &d[i]) != napi_ok) internal(env, "geometry is not numeric");
     if (!(d[i] >= 0) || d[i] != std::floor(d[i]) || d[i] > 9007199254740991.0) internal(env, "bad geometry");
   }
   // Every product the glue and the kernels form (P*B, A*K, P*A*B*K, ...) must be exact, also when another
@@ -199,7 +206,7 @@ void moments_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job
 // Optional per-position parameters (length K) at info[i]: only for views whose runs are whole groups (A == 1).
 template <typename T>
 const T* position_param(const Napi::CallbackInfo& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
-  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  if (is_nullish(info, i)) return nullptr;
   if (g.A != 1) internal(info.Env(), std::string(name) + ": position parameters need A == 1");
   return static_cast<const T*>(typed(info, i, name, dt, g.K, job));
 }
@@ -435,6 +442,11 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   auto* d = static_cast<char*>(dst.data);
   // Small copies run on one thread, as the kernels do below 32K elements (kMinParallelElems).
   const int threads = nt < 1 || src.length < 32768 ? 1 : nt;
+  if (threads == 1) {  // no parallel region: entering one costs about a microsecond even for one thread
+    if (bytes > 0 && streaming) copy_streaming(d, s, bytes);
+    else if (bytes > 0) std::memcpy(d, s, bytes);
+    return info.Env().Undefined();
+  }
   const size_t chunk = ((bytes + threads - 1) / threads + 63) / 64 * 64;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int t = 0; t < threads; ++t) {

@@ -6,7 +6,7 @@ import * as F from '../functional/batch-norm.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
 import { getNumThreads } from '../runtime.js';
-import { allocate, checkTensor, type FloatArray, type Tensor } from '../tensor.js';
+import { allocate, checkTensor, isLike, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation } from './activation.js';
 import { batchNormPlan, channelArray, ChannelScratch, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
 import { accumulateGrad, wantsGrad, type BackwardOptions, type ForwardOptions } from './module.js';
@@ -25,6 +25,12 @@ export const BATCH_NORM_DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
   nonFinite: { default: 'propagate', check: checks.nonFinite },
   activation: { default: null, check: checkActivation },
 });
+
+/** a, typed as `like`'s array type: the fast path writes arrays of its input's dtype; anything else is a bug here. */
+function ofDtype<A extends FloatArray>(like: A, a: FloatArray): A {
+  if (!isLike(like, a)) throw new Error('normkit internal: an output does not have its input\'s dtype');
+  return a;
+}
 
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; training: boolean; comm: Communicator | null }
 
@@ -89,12 +95,16 @@ export abstract class BatchNormBase extends NormBase {
 
   override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
     this.assertIdle('forward');
-    return (this.planForward(x, options) as Tensor<T['data']> | null) ?? super.forward(x, options);
+    const y = this.planForward(x, options);
+    if (y === null) return super.forward(x, options);
+    return { data: ofDtype(x.data, y.data), shape: y.shape };
   }
 
   override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
     this.assertIdle('backward');
-    return (this.planBackward(dy, options) as Tensor<T['data']> | null) ?? super.backward(dy, options);
+    const dx = this.planBackward(dy, options);
+    if (dx === null) return super.backward(dy, options);
+    return { data: ofDtype(dy.data, dx.data), shape: dx.shape };
   }
 
   /**
