@@ -8,7 +8,7 @@ import { checks, type OptionSpec } from '../options.js';
 import { getNumThreads } from '../runtime.js';
 import { allocate, checkTensor, isLike, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation } from './activation.js';
-import { batchNormPlan, channelArray, ChannelScratch, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
+import { batchNormPlan, channelArray, ChannelScratch, copyInto, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
 import { accumulateGrad, wantsGrad, type BackwardOptions, type ForwardOptions } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
@@ -163,9 +163,8 @@ export abstract class BatchNormBase extends NormBase {
     }
     if (this.weight && this.bias && paramGrads) {
       const g = s.paramGrads(plan.dtype);
-      g.dbias.set(s.sumDy);
       accumulateGrad(this.weight, F.weightGrad(s.sumDyXmu, saved.invstd, g.dweight));
-      accumulateGrad(this.bias, g.dbias);
+      accumulateGrad(this.bias, copyInto(g.dbias, s.sumDy));
     }
     return { data: dx, shape: plan.shape };
   }

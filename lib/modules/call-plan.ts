@@ -88,9 +88,7 @@ export class ChannelScratch {
 
   /** Float64 copies of weight and bias (null for none): the kernels take per-channel parameters in float64. */
   params(weight: FloatArray | null, bias: FloatArray | null): { gamma: Float64Array | null; beta: Float64Array | null } {
-    if (weight) this.gamma.set(weight);
-    if (bias) this.beta.set(bias);
-    return { gamma: weight && this.gamma, beta: bias && this.beta };
+    return { gamma: weight && copyInto(this.gamma, weight), beta: bias && copyInto(this.beta, bias) };
   }
 
   /** dweight / dbias arrays of `dtype` (their values are added into the grads, never kept). */
@@ -101,4 +99,13 @@ export class ChannelScratch {
     }
     return this.grads;
   }
+}
+
+/**
+ * dst[i] = src[i] (rounded to dst's type), a plain loop: TypedArray#set between element types takes a slow generic
+ * path in V8 (a third of a small call's JavaScript time, for 16 elements).
+ */
+export function copyInto<A extends FloatArray>(dst: A, src: ArrayLike<number>): A {
+  for (let i = 0; i < dst.length; i++) dst[i] = src[i]!;
+  return dst;
 }
