@@ -39,6 +39,7 @@ describe('repeated sync calls give the bits of the full path (async) and match t
           bn.bias?.data.set(randn(6, 2, C));
         }
         const n = shape.reduce((a, b) => a * b, 1), out = new C(n), dxOut = new C(n);
+        let lastShape: readonly number[] | null = null;
         for (let step = 0; step < 4; step++) {
           const x = tensorOf(C, shape, 10 + step), dy = tensorOf(C, shape, 20 + step);
           if (step === 3) { fast.eval(); full.eval(); }
@@ -46,6 +47,10 @@ describe('repeated sync calls give the bits of the full path (async) and match t
           const y = fast.forward(x, step % 2 ? { out } : undefined), yFull = await full.forwardAsync(x);
           expectBitIdentical(y.data, yFull.data, `y, step ${step}`);
           expect(y.shape).toEqual(shape);
+          // The fast path returns the plan's frozen shape, the full path a fresh copy each time: steps 1-3 sharing
+          // one shape object shows that the fast path served them.
+          if (step > 1) expect(y.shape, `step ${step} took the fast path`).toBe(lastShape);
+          lastShape = y.shape;
           const dx = fast.backward(dy, step % 2 ? undefined : { out: dxOut }), dxFull = await full.backwardAsync(dy);
           expectBitIdentical(dx.data, dxFull.data, `dx, step ${step}`);
           expect(state(fast)).toBe(state(full));
