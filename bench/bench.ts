@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { buildInfo, functional as F, setNumThreads, type FloatArray } from 'normkit';
+import { BatchNorm1d, BatchNorm2d, BatchNorm3d, buildInfo, functional as F, setNumThreads, type FloatArray } from 'normkit';
 import { familyOps } from './family.js';
 import { jsBackward, jsEval, jsForwardTrain, layoutOf } from './peers/js-loop.js';
 import { onednnAvailable, runOnednn, type OnednnCase, type OnednnTimes } from './peers/onednn.js';
@@ -76,9 +76,22 @@ async function benchShape(s: BenchShape, dtype: 'float32' | 'float64', native: N
       bwd: () => F.batchNormBackward(dyT, tensor, { weight, saveMean: saved.saveMean, saveInvstd: saved.saveInvstd, channelsLast: s.channelsLast, out: dx }),
     };
   };
+  // The tiny rows time the layer API (what a network calls: BatchNorm2d.forward/backward with `out`), where call
+  // overhead is everything; the others the functional ops.
+  const layerOps = (): Record<Op, () => unknown> => {
+    const Layer = s.shape.length === 5 ? BatchNorm3d : s.shape.length === 4 ? BatchNorm2d : BatchNorm1d;
+    const train = new Layer(C, { dtype, channelsLast: s.channelsLast }), evalLayer = new Layer(C, { dtype, channelsLast: s.channelsLast });
+    evalLayer.eval();
+    train.forward(tensor, { out: y });
+    return {
+      fwd: () => train.forward(tensor, { out: y }),
+      eval: () => evalLayer.forward(tensor, { out: y }),
+      bwd: () => train.backward(dyT, { out: dx }),
+    };
+  };
   // The family rows have no eval op and no peers (the peers below run batch norm).
   if (s.family && phase === 'peers') return;
-  const ops: Partial<Record<Op, () => unknown>> = s.family ? familyOps(s, x, dy, y, dx) : batchNormOps();
+  const ops: Partial<Record<Op, () => unknown>> = s.family ? familyOps(s, x, dy, y, dx) : s.tiny ? layerOps() : batchNormOps();
 
   if (phase === 'normkit') {
     for (const threads of threadCounts) {
@@ -142,7 +155,7 @@ function fmt(ms: number, tiny: boolean): string {
 }
 
 function printTable() {
-  const peerNames = ['js', 'tfjs-wasm', 'tfjs-cpu', 'ort', 'torch', 'onednn', 'onednn-16c'];
+  const peerNames = ['js', 'tfjs-wasm', 'tfjs-cpu', 'ort', 'torch', 'torch-module', 'onednn', 'onednn-16c'];
   const header = ['shape', 'dtype', 'thr', 'op', 'normkit', '× copy', '× nt-copy', 'copy(thr)', 'nt-copy(thr)', 'copy(1)', ...peerNames.map((p) => `${p} (×slower)`)];
   const lines = rows.map((r) => {
     const tiny = r.shape.includes('tiny');
@@ -177,12 +190,16 @@ async function main() {
   if (!torchMissing) {
     const cases: TorchCase[] = [];
     for (const s of shapes.filter((x) => !x.family)) for (const dtype of ['float32', 'float64']) for (const threads of threadCounts) {
-      cases.push({ key: `${s.name}|${dtype}|${threads}`, shape: s.shape, channelsLast: s.channelsLast, dtype, threads, reps: s.tiny ? 200 : quick ? 3 : 5 });
+      cases.push({ key: `${s.name}|${dtype}|${threads}`, shape: s.shape, channelsLast: s.channelsLast, dtype, threads, reps: s.tiny ? 2000 : quick ? 3 : 5,
+        module: s.tiny === true });
     }
     try {
       const r = runTorch(cases);
       torchVersion = r.version;
-      for (const t of r.results) addNative(t.key, 'torch', { fwd: t.fwd, eval: t.eval, bwd: t.bwd });
+      for (const t of r.results) {
+        addNative(t.key, 'torch', { fwd: t.fwd, eval: t.eval, bwd: t.bwd });
+        if (t.module) addNative(t.key, 'torch-module', t.module);
+      }
       peerStatus.torch = `ok (PyTorch ${r.version}, run by /usr/bin/python3 before the rest)`;
     } catch (e) { peerStatus.torch = `failed: ${(e as Error).message.split('\n')[0]}`; }
   } else peerStatus.torch = `not run: ${torchMissing}`;
@@ -214,6 +231,8 @@ async function main() {
   console.log('Ratios: median over back-to-back (copy, nt-copy, kernel) triples; copy = memcpy of the input bytes over the same threads,');
   console.log('nt-copy = the same copy with non-temporal stores (what a kernel that streams its output moves: no read-for-ownership).');
   console.log('tfjs runs every shape in its channels-last form (its batchNorm normalizes the last axis); ort is eval-only (inference).');
+  console.log('The tiny rows time normkit\'s layer API (BatchNorm2d.forward / backward with out); torch = F.batch_norm (the ATen call),');
+  console.log('torch-module = nn.BatchNorm2d called as a module (its backward is autograd\'s, as torch).');
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

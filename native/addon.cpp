@@ -13,10 +13,11 @@
 #include <cmath>
 #include <new>
 #include <cstring>
-#include <functional>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -57,13 +58,49 @@ double* scratch_arena(int64_t doubles) {  // doubles < 0: release the arena
 // Arenas above this size are released after the call, so one huge call does not pin its scratch for good.
 constexpr int64_t kKeepScratchDoubles = int64_t(8) << 20;  // 64 MB
 
+// The kernel call a Job makes: a lambda of trivially copyable captures (pointers, sizes), kept inline. A
+// std::function allocates for captures this large, and a small call must not pay a malloc and a free.
+class JobFn {
+ public:
+  template <typename F>
+  JobFn& operator=(F f) {
+    static_assert(sizeof(F) <= sizeof(storage_) && alignof(F) <= alignof(std::max_align_t), "captures too large");
+    static_assert(std::is_trivially_copyable<F>::value && std::is_trivially_destructible<F>::value,
+                  "JobFn keeps trivially copyable captures only");
+    new (storage_) F(f);
+    call_ = [](const void* self, double* scratch) { (*static_cast<const F*>(self))(scratch); };
+    return *this;
+  }
+  void operator()(double* scratch) const { call_(storage_, scratch); }
+
+ private:
+  alignas(std::max_align_t) unsigned char storage_[224];
+  void (*call_)(const void*, double*) = [](const void*, double*) {};
+};
+
+// The typed arrays a job reads or writes (pinned while it runs async): at most one per argument, no allocation.
+class JobArrays {
+ public:
+  void push_back(const Napi::Value& v) {
+    if (count_ < kMax) values_[count_++] = v;
+  }
+  void clear() { count_ = 0; }
+  const napi_value* begin() const { return values_; }
+  const napi_value* end() const { return values_ + count_; }
+
+ private:
+  static constexpr int kMax = 24;  // more than any op's arguments
+  napi_value values_[kMax];
+  int count_ = 0;
+};
+
 struct Job {
-  std::function<void(double* scratch)> run;
+  JobFn run;
   int64_t scratch_doubles = 0;
   bool param_grad = false;
   int64_t segments = 0;  // > 0: a fused training op (its scratch is fused_scratch_doubles)
   int64_t relu_scratch = 0;  // the fused ReLU's backward: relu_scratch_doubles after the kernel's own scratch
-  std::vector<Napi::Value> arrays;  // typed arrays the job reads or writes: pinned while it runs async
+  JobArrays arrays;      // typed arrays the job reads or writes: pinned while it runs async
   void operator()() {  // may throw std::bad_alloc (scratch): run_sync maps it, AsyncWorker rejects with it
     double* scratch = scratch_arena(scratch_doubles);
     {
@@ -89,13 +126,12 @@ struct View {
 View typed_view(const Napi::CallbackInfo& info, size_t i, const char* name, Job& job) {
   Napi::Env env = info.Env();
   napi_value v = info[i];
-  bool is_ta = false;
-  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) internal(env, std::string(name) + " is not a typed array");
   napi_typedarray_type type;
   size_t length = 0;
   void* data = nullptr;
+  // napi_get_typedarray_info fails with napi_invalid_arg for anything but a typed array: no separate is-check.
   if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok)
-    internal(env, std::string("cannot read ") + name);
+    internal(env, std::string(name) + " is not a typed array");
   if (type != napi_float32_array && type != napi_float64_array) internal(env, std::string(name) + " is not float32/float64");
   if (length > 0 && data == nullptr) internal(env, std::string(name) + " has no backing store");
   job.arrays.push_back(info[i]);
@@ -110,8 +146,15 @@ void* typed(const Napi::CallbackInfo& info, size_t i, const char* name, DType dt
   return v.data;
 }
 
+// null or undefined (one napi_typeof instead of IsNull() and IsUndefined()).
+bool is_nullish(const Napi::CallbackInfo& info, size_t i) {
+  napi_valuetype t = napi_undefined;
+  if (i < info.Length() && napi_typeof(info.Env(), info[i], &t) != napi_ok) internal(info.Env(), "cannot read an argument");
+  return t == napi_null || t == napi_undefined;
+}
+
 const double* optional_f64(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t need, Job& job) {
-  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  if (is_nullish(info, i)) return nullptr;
   return static_cast<const double*>(typed(info, i, name, DType::f64, need, job));
 }
 
@@ -120,8 +163,9 @@ bool flag_arg(const Napi::CallbackInfo& info, size_t i) {
 }
 
 // More threads than a few per core only adds idle OpenMP threads (libgomp keeps a team per calling thread).
+// omp_get_num_procs() asks the kernel for the affinity mask (a system call): read it once.
 int clamp_threads(double requested) {
-  const double cap = std::max(16, 4 * omp_get_num_procs());
+  static const double cap = std::max(16, 4 * omp_get_num_procs());
   return requested < 1 || requested != requested ? 1 : static_cast<int>(std::min(requested, cap));
 }
 
@@ -130,8 +174,8 @@ Shape4 shape_arg(const Napi::CallbackInfo& info, int* threads) {
   Napi::Env env = info.Env();
   double d[5];
   for (size_t i = 0; i < 5; ++i) {
-    if (!info[i].IsNumber()) internal(env, "geometry is not numeric");
-    d[i] = info[i].As<Napi::Number>().DoubleValue();
+    // napi_get_value_double fails (napi_number_expected) for anything but a number: no separate type check.
+    if (napi_get_value_double(env, info[i], &d[i]) != napi_ok) internal(env, "geometry is not numeric");
     if (!(d[i] >= 0) || d[i] != std::floor(d[i]) || d[i] > 9007199254740991.0) internal(env, "bad geometry");
   }
   // Every product the glue and the kernels form (P*B, A*K, P*A*B*K, ...) must be exact, also when another
@@ -166,7 +210,7 @@ void moments_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job
 // Optional per-position parameters (length K) at info[i]: only for views whose runs are whole groups (A == 1).
 template <typename T>
 const T* position_param(const Napi::CallbackInfo& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
-  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  if (is_nullish(info, i)) return nullptr;
   if (g.A != 1) internal(info.Env(), std::string(name) + ": position parameters need A == 1");
   return static_cast<const T*>(typed(info, i, name, dt, g.K, job));
 }
@@ -351,7 +395,7 @@ class JobWorker final : public Napi::AsyncWorker {
   JobWorker(Napi::Env env, Job job)
       : Napi::AsyncWorker(env, "normkit"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)) {
     // Instead of copying the memory, hold references so it stays valid until the promise settles.
-    for (auto& v : job_.arrays) pinned_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    for (napi_value v : job_.arrays) pinned_.push_back(Napi::Persistent(Napi::Value(env, v).As<Napi::Object>()));
     job_.arrays.clear();
   }
   Napi::Promise Promise() const { return deferred_.Promise(); }
@@ -424,6 +468,11 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   auto* d = static_cast<char*>(dst.data);
   // Small copies run on one thread, as the kernels do below 32K elements (kMinParallelElems).
   const int threads = nt < 1 || src.length < 32768 ? 1 : nt;
+  if (threads == 1) {  // no parallel region: entering one costs about a microsecond even for one thread
+    if (bytes > 0 && streaming) copy_streaming(d, s, bytes);
+    else if (bytes > 0) std::memcpy(d, s, bytes);
+    return info.Env().Undefined();
+  }
   const size_t chunk = ((bytes + threads - 1) / threads + 63) / 64 * 64;
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int t = 0; t < threads; ++t) {

@@ -1,6 +1,6 @@
 // PyTorch, when /usr/bin/python3 has it (Debian's python3-torch): F.batch_norm forward (training and eval) and the
 // autograd backward (torch.autograd.grad on a retained graph, so only the backward is timed), timed inside Python
-// with the same medians. Optional: reported as unavailable otherwise.
+// with the same medians; for `module` cases also through nn.BatchNorm*d. Optional: reported as unavailable otherwise.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -29,12 +29,23 @@ for c in cases:
     xg = x.detach().requires_grad_(True); dy = torch.randn_like(x)
     y = F.batch_norm(xg, None, None, w, b, True, 0.1, 1e-5)  # one graph, differentiated again and again
     bwd = med(lambda: torch.autograd.grad(y, xg, dy, retain_graph=True), reps)
-    out.append({'key': c['key'], 'fwd': fwd, 'eval': ev, 'bwd': bwd})
+    r = {'key': c['key'], 'fwd': fwd, 'eval': ev, 'bwd': bwd}
+    if c.get('module'):  # nn.BatchNorm as a network calls it: module dispatch and buffer bookkeeping on top of ATen
+        m = getattr(torch.nn, 'BatchNorm%dd' % max(1, len(shape) - 2))(C, dtype=dt)
+        if c['channelsLast']:
+            m = m.to(memory_format=torch.channels_last)
+        mfwd = med(lambda: m(x), reps)
+        m.eval(); mev = med(lambda: m(x), reps); m.train()
+        ym = m(xg)
+        mbwd = med(lambda: torch.autograd.grad(ym, xg, dy, retain_graph=True), reps)
+        r['module'] = {'fwd': mfwd, 'eval': mev, 'bwd': mbwd}
+    out.append(r)
 print(json.dumps({'torch': torch.__version__, 'results': out}))
 `;
 
-export interface TorchCase { key: string; shape: number[]; channelsLast: boolean; dtype: string; threads: number; reps: number }
-export interface TorchResult { key: string; fwd: number; eval: number; bwd: number }
+export interface TorchCase { key: string; shape: number[]; channelsLast: boolean; dtype: string; threads: number; reps: number; module?: boolean }
+/** module: the same ops through nn.BatchNorm*d (cases with `module`). */
+export interface TorchResult { key: string; fwd: number; eval: number; bwd: number; module?: { fwd: number; eval: number; bwd: number } }
 
 export function torchAvailable(): string | null {
   if (!existsSync('/usr/bin/python3')) return 'no /usr/bin/python3';

@@ -5,7 +5,7 @@ import { batchNormView, channelAxis, type View4 } from '../geometry.js';
 import { runAsync, runSync, type Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
 import type { FloatArray, Tensor } from '../tensor.js';
-import { checkTensor, dtypeOf, isLike } from '../tensor.js';
+import { allocate, checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray, verifyBatchSize } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
 import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, normalizeRelu, ofInputKind, type GradSums,
@@ -139,8 +139,9 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions, accept
   relu: ReluForward | null = null): Steps<BatchNormResult> {
   const { x, o, lay, rm, rv, weight, bias, y, comm } = checkForward(input, options);
   const C = lay.channels, eps = o.eps!, momentum = o.momentum!;
-  const gamma = weight ? Float64Array.from(weight) : null, beta = bias ? Float64Array.from(bias) : null;
+  const f64 = (a: FloatArray | null) => a && Float64Array.from(a);  // not in eval, which needs neither
   if (comm) {  // an empty rank still takes part: every rank must make the same collectives
+    const gamma = f64(weight), beta = f64(bias);
     const g = yield* syncForwardTrain(comm, syncLayout(x, lay, o.channelsLast!), x.data, y, eps, gamma, beta, relu);
     if (g.count > 0 && rm && rv && accept(g.mean, g.m2)) updateRunningStats(rm, rv, g.mean, g.m2, g.count, momentum);
     return { y: { data: y, shape: x.shape }, count: g.count, saveMean: g.mean, saveInvstd: g.invstd };
@@ -148,18 +149,48 @@ export function* batchNormSteps(input: Tensor, options: BatchNormOptions, accept
   const n = lay.perChannel;
   if (isEmpty(x)) return { y: { data: y, shape: x.shape }, count: 0, saveMean: new Float64Array(C), saveInvstd: new Float64Array(C) };
   if (!o.training) {
-    const mean = Float64Array.from(rm!), invstd = Float64Array.from(rv!, (v) => 1 / Math.sqrt(v + eps));
-    yield* normalize(lay.view, x.data, y, mean, invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), beta ?? new Float64Array(C),
-      null, null, relu);
-    return { y: { data: y, shape: x.shape }, count: n, saveMean: mean, saveInvstd: invstd };
+    const k = { mean: new Float64Array(C), invstd: new Float64Array(C), scale: new Float64Array(C), shift: new Float64Array(C) };
+    evalCoefs(rm!, rv!, eps, weight, bias, k);
+    yield* normalize(lay.view, x.data, y, k.mean, k.scale, k.shift, null, null, relu);
+    return { y: { data: y, shape: x.shape }, count: n, saveMean: k.mean, saveInvstd: k.invstd };
   }
-  const s = yield* forwardTrain(lay.view, x.data, y, eps, gamma, beta, {}, relu);  // biased variance to normalize
+  const s = yield* forwardTrain(lay.view, x.data, y, eps, f64(weight), f64(bias), {}, relu);  // biased variance to normalize
   if (rm && rv && accept(s.mean, s.m2)) updateRunningStats(rm, rv, s.mean, s.m2, n, momentum);
   return { y: { data: y, shape: x.shape }, count: n, saveMean: s.mean, saveInvstd: s.invstd };
 }
 
+/** Per-channel arrays (C), filled by evalCoefs. */
+export interface EvalCoefs { mean: Float64Array; invstd: Float64Array; scale: Float64Array; shift: Float64Array }
+
+/**
+ * Eval's normalize from the running statistics: mean, invstd = 1 / sqrt(var + eps), scale = invstd * weight and
+ * shift = bias (weight null: 1, bias null: 0), written into `into`.
+ */
+export function evalCoefs(rm: FloatArray, rv: FloatArray, eps: number, weight: FloatArray | null, bias: FloatArray | null,
+  into: EvalCoefs): void {
+  const { mean, invstd, scale, shift } = into;
+  for (let c = 0; c < mean.length; c++) {
+    mean[c] = rm[c]!;
+    invstd[c] = 1 / Math.sqrt(rv[c]! + eps);
+    shift[c] = bias ? bias[c]! : 0;
+  }
+  scaled(invstd, weight, scale);
+}
+
+/** into[c] = invstd[c] * weight[c] (weight null: 1): the per-channel factor of eval's normalize and its dx. */
+export function scaled(invstd: Float64Array, weight: ArrayLike<number> | null, into: Float64Array): Float64Array {
+  for (let c = 0; c < into.length; c++) into[c] = invstd[c]! * (weight ? weight[c]! : 1);
+  return into;
+}
+
+/** The weight's gradient sum(dy * (x - mean)) * invstd per channel, into `into` (of the input's dtype: rounded). */
+export function weightGrad(sumDyXmu: Float64Array, invstd: Float64Array, into: FloatArray): FloatArray {
+  for (let c = 0; c < into.length; c++) into[c] = sumDyXmu[c]! * invstd[c]!;
+  return into;
+}
+
 /** running = (1 - momentum) * running + momentum * batch, the variance unbiased (n / (n - 1)), as PyTorch. */
-function updateRunningStats(rm: FloatArray, rv: FloatArray, mean: Float64Array, m2: Float64Array, n: number, momentum: number): void {
+export function updateRunningStats(rm: FloatArray, rv: FloatArray, mean: Float64Array, m2: Float64Array, n: number, momentum: number): void {
   // Committed last by every caller: nothing throws after.
   for (let c = 0; c < rm.length; c++) {
     rm[c] = (1 - momentum) * rm[c]! + momentum * mean[c]!;
@@ -228,10 +259,11 @@ export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: Batc
   } else {
     // eval: dx = dy * w * invstd; the sums give only dweight and dbias.
     sums = paramGrads ? yield* gradSums(lay.view, dy.data, x.data, mean, null, viaNormalize) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
-    yield* applyGrad(lay.view, dy.data, x.data, dx, mean, { a: invstd.map((v, c) => v * (gamma ? gamma[c]! : 1)), b: null, c: null },
+    yield* applyGrad(lay.view, dy.data, x.data, dx, mean, { a: scaled(invstd, weight, new Float64Array(C)), b: null, c: null },
       null, viaNormalize);
   }
-  return { dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, sums.sumDyXmu.map((v, c) => v * invstd[c]!)), dbias: asDtype(x.data, sums.sumDy) };
+  return { dx: { data: dx, shape: x.shape }, dweight: weightGrad(sums.sumDyXmu, invstd, allocate(dtypeOf(x.data), C)),
+    dbias: asDtype(x.data, sums.sumDy) };
 }
 
 /** The gradient of batchNorm: dx, and dweight / dbias (returned, not accumulated). */

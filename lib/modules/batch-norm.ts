@@ -1,13 +1,16 @@
 // BatchNorm1d/2d/3d: torch.nn.modules.batchnorm, bookkeeping only. The math is functional/batch-norm.ts.
 // As in PyTorch, the three classes differ only in the input ranks they accept.
+import { native } from '../binding.js';
 import type { Communicator } from '../distributed/communicator.js';
 import * as F from '../functional/batch-norm.js';
 import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
-import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
+import { getNumThreads } from '../runtime.js';
+import { allocate, checkTensor, isLike, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation } from './activation.js';
-import { accumulateGrad, wantsGrad } from './module.js';
+import { batchNormPlan, channelArray, ChannelScratch, copyInto, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
+import { accumulateGrad, wantsGrad, type BackwardOptions, type ForwardOptions } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
 /** Options of BatchNorm1d/2d/3d: eps 1e-5, momentum 0.1, affine true, trackRunningStats true, channelsLast false, dtype 'float32', nonFinite 'propagate', activation null. */
@@ -24,6 +27,12 @@ export const BATCH_NORM_DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
   activation: { default: null, check: checkActivation },
 });
 
+/** a, typed as `like`'s array type: the fast path writes arrays of its input's dtype; anything else is a bug here. */
+function ofDtype<A extends FloatArray>(like: A, a: FloatArray): A {
+  if (!isLike(like, a)) throw new Error('normkit internal: an output does not have its input\'s dtype');
+  return a;
+}
+
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; training: boolean; comm: Communicator | null }
 
 /**
@@ -33,6 +42,9 @@ interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; training:
  */
 export abstract class BatchNormBase extends NormBase {
   private saved: Saved | null = null;
+  /** The shape the last full forward accepted, for the fast path of repeated calls (call-plan.ts). */
+  private plan: CallPlan | null = null;
+  private scratch: ChannelScratch | null = null;
   /** The input ranks this class accepts, e.g. [4] for BatchNorm2d; 'atLeast2' for SyncBatchNorm. */
   protected abstract readonly ranks: readonly number[] | 'atLeast2';
 
@@ -59,8 +71,7 @@ export abstract class BatchNormBase extends NormBase {
     // PyTorch's _BatchNorm.forward: the momentum factor and whether batch statistics are used. An empty rank of
     // a distributed batch still counts the batch: the global batch is what was normalized.
     const track = this.training && this.trackRunningStats && (x.data.length > 0 || distributed);
-    const n = this.numBatchesTracked + (track ? 1 : 0);
-    const factor = this.momentum === null ? (track ? 1 / n : 0) : this.momentum;
+    const { tracked, factor } = this.momentumFactor(track);
     const bnTraining = this.training || this.runningMean === null;
     const guard = this.statsGuard();
     const r = yield* F.batchNormSteps(x, {
@@ -71,9 +82,92 @@ export abstract class BatchNormBase extends NormBase {
     // Committed last: a throw above changed nothing. A global batch of 0 values changed no statistics; a batch
     // refused by nonFinite 'skip' (global statistics with comm: every rank decides alike) is not tracked.
     if (guard.skipped()) this.skippedBatches++;
-    else if (r.count > 0) this.numBatchesTracked = n;
+    else if (r.count > 0) this.numBatchesTracked = tracked;
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, training: bnTraining, comm: distributed ? comm : null };
+    this.plan = batchNormPlan(x, this.dtype, this.channelsLast);
     return r.y;
+  }
+
+  /** PyTorch's _BatchNorm.forward: numBatchesTracked after this batch, and the running statistics' momentum factor. */
+  private momentumFactor(track: boolean): { tracked: number; factor: number } {
+    const tracked = this.numBatchesTracked + (track ? 1 : 0);
+    return { tracked, factor: this.momentum === null ? (track ? 1 / tracked : 0) : this.momentum };
+  }
+
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('forward');
+    const y = this.planForward(x, options);
+    if (y === null) return super.forward(x, options);
+    return { data: ofDtype(x.data, y.data), shape: y.shape };
+  }
+
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('backward');
+    const dx = this.planBackward(dy, options);
+    if (dx === null) return super.backward(dy, options);
+    return { data: ofDtype(dy.data, dx.data), shape: dx.shape };
+  }
+
+  /**
+   * forward for an input of the last full forward's shape and dtype, with nothing in the options but `out`: the
+   * same kernel call and bookkeeping as forwardSteps, without re-deriving the checks the plan stands for. null:
+   * anything else (another shape, a bad argument, an activation, a communicator, nonFinite other than
+   * 'propagate'), for the full path to check and run.
+   */
+  private planForward(x: unknown, options: unknown): Tensor | null {
+    const plan = this.plan;
+    if (plan === null || plan.dtype !== this.dtype || this.activation !== null || !matchesPlan(plan, x)) return null;
+    const out = plainOut(plan, options, x.data);
+    const C = this.numFeatures, { P, A, B, K } = plan.view;
+    const weight = channelArray(plan, this.weight?.data, C), bias = channelArray(plan, this.bias?.data, C);
+    const rm = channelArray(plan, this.runningMean, C), rv = channelArray(plan, this.runningVar, C);
+    if (out === false || weight === undefined || bias === undefined || rm === undefined || rv === undefined) return null;
+    const bnTraining = this.training || rm === null;
+    if ((rm === null) !== (rv === null) || (this.training && this.communicator() !== null)) return null;
+    if (bnTraining && (A * K < 2 || this.nonFinite !== 'propagate')) return null;
+    const y = out ?? allocate(plan.dtype, plan.n);
+    const s = (this.scratch ??= new ChannelScratch(C));
+    const stats = s.freeStats(this.saved?.mean);
+    if (bnTraining) {
+      const { gamma, beta } = s.params(weight, bias);
+      native().forwardTrain(P, A, B, K, getNumThreads(), x.data, y, this.eps, gamma, beta, stats.mean, s.m2, stats.invstd);
+      const { tracked, factor } = this.momentumFactor(this.training && this.trackRunningStats);
+      if (rm && rv) F.updateRunningStats(rm, rv, stats.mean, s.m2, A * K, factor);
+      this.numBatchesTracked = tracked;
+    } else {
+      F.evalCoefs(rm!, rv!, this.eps, weight, bias, { mean: stats.mean, invstd: stats.invstd, scale: s.scale, shift: s.shift });
+      native().normalize(P, A, B, K, getNumThreads(), x.data, y, stats.mean, s.scale, s.shift, null, null);
+    }
+    const shape = plan.shape;
+    this.saved = { x: { data: x.data, shape }, mean: stats.mean, invstd: stats.invstd, training: bnTraining, comm: null };
+    return { data: y, shape };
+  }
+
+  /** backward after a forward of the plan's shape, as planForward (null: the full path). */
+  private planBackward(dy: unknown, options: unknown): Tensor | null {
+    const plan = this.plan, saved = this.saved;
+    if (plan === null || saved === null || saved.x.shape !== plan.shape || saved.comm !== null || this.activation !== null) return null;
+    if (!matchesPlan(plan, dy)) return null;
+    const out = plainOut(plan, options, saved.x.data), weight = channelArray(plan, this.weight?.data, this.numFeatures);
+    const { P, A, B, K } = plan.view;
+    if (out === false || weight === undefined || (saved.training && A * K < 2)) return null;
+    const dx = out ?? allocate(plan.dtype, plan.n);
+    const s = (this.scratch ??= new ChannelScratch(this.numFeatures));
+    const nb = native(), threads = getNumThreads(), paramGrads = wantsGrad(this.weight, this.bias);
+    if (saved.training) {
+      nb.backwardTrain(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, saved.invstd, s.params(weight, null).gamma,
+        s.sumDy, s.sumDyXmu);
+    } else {
+      if (paramGrads) nb.backwardReduce(P, A, B, K, threads, dy.data, saved.x.data, saved.mean, s.sumDy, s.sumDyXmu, null);
+      nb.backwardApply(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, F.scaled(saved.invstd, weight, s.scale),
+        null, null, null);
+    }
+    if (this.weight && this.bias && paramGrads) {
+      const g = s.paramGrads(plan.dtype);
+      accumulateGrad(this.weight, F.weightGrad(s.sumDyXmu, saved.invstd, g.dweight));
+      accumulateGrad(this.bias, copyInto(g.dbias, s.sumDy));
+    }
+    return { data: dx, shape: plan.shape };
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {

@@ -52,14 +52,14 @@ template <typename T>
 inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t group, int64_t tile, double& n_out,
                          double& mean_out, double& m2_out) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
-  double acc[kLanes] = {};
+  Lanes acc{};
   for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_run(acc, x + off, len); });
   const double n = static_cast<double>(end - begin), mean = n > 0 ? combine_lanes(acc) / n : 0.0;
   // The second pass reads the tile from L1 and leaves DRAM idle: ask for the next tile meanwhile.
   for_each_run(g, group, end, min_i64(g.group_size(), end + pl.tile_elems), [&](int64_t off, int64_t len, int64_t) {
     for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
   });
-  double sq[kLanes] = {};
+  Lanes sq{};
   for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_centered_squares(sq, x + off, len, mean); });
   n_out = n; mean_out = mean; m2_out = combine_lanes(sq);
 }
@@ -322,7 +322,7 @@ void backward_apply(const T* dy, const T* x, T* dx, const Geometry& g, const dou
 template <typename T>
 inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, double mean, double& s_dy,
                              double& s_dyx) {
-  double a[kLanes] = {}, b[kLanes] = {};
+  Lanes a{}, b{};
   add_dot_centered(a, b, dy, x, w, len, mean);
   s_dy += combine_lanes(a); s_dyx += combine_lanes(b);
 }
@@ -332,7 +332,7 @@ template <typename T>
 inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
                            int64_t tile, double mean, double& s_dy, double& s_dyx, const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
-  double a[kLanes] = {}, b[kLanes] = {};
+  Lanes a{}, b{};
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
     if (!act) {
       add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
@@ -385,7 +385,7 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
       } else if (act) {
         for (int64_t b = 0; b < B; ++b) {
           const int64_t grp = p * B + b;
-          double la[kLanes] = {}, lb[kLanes] = {};
+          Lanes la{}, lb{};
           add_dot_centered_relu(la, lb, dr + b * K, xr + b * K, rr ? rr + b * K : nullptr, K, m[b],
                                 Coefs<T>{act->hi[grp], act->lo[grp], act->s[grp], act->t[grp]});
           s_dy[b] += combine_lanes(la); s_dyx[b] += combine_lanes(lb);

@@ -236,7 +236,7 @@ NK_ALWAYS_INLINE inline void dz_block(T* buf, const T* dy, const T* x, const T* 
 // a[j] += dz and b[j] += dz * (x - mean) over a run of one group, in the lanes of add_dot_centered (dz of each block
 // of kLanes computed into a stack buffer first, then added as add_dot_centered adds dy).
 template <typename T>
-inline void add_dot_centered_relu(double* a, double* b, const T* dy, const T* x, const T* r, int64_t len, double mean,
+inline void add_dot_centered_relu(Lanes& a, Lanes& b, const T* dy, const T* x, const T* r, int64_t len, double mean,
                                   Coefs<T> c) {
   with_residual(r, [&](auto res) {
     constexpr bool R = decltype(res)::value;
