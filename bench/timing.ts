@@ -47,3 +47,19 @@ export async function repeat(fn: () => unknown | Promise<unknown>, reps: number,
   }
   return times.length ? median(times) : first;
 }
+
+/**
+ * Median per-call time of `fn` over `reps` samples of `batch` back-to-back calls. For calls of a few microseconds:
+ * one timer read per call, and the copies `paired` runs between calls (which evict a tiny layer's tensors from L1),
+ * would be a large part of what is measured.
+ */
+export function batched(fn: () => unknown, reps: number, batch: number): number {
+  for (let i = 0; i < batch; i++) fn();  // warm
+  const t: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < batch; i++) fn();
+    t.push((performance.now() - t0) / batch);
+  }
+  return median(t);
+}

@@ -43,8 +43,9 @@ inline void vstream(double* p, __m128d v) { _mm_stream_pd(p, v); }
 #endif
 
 // The elementwise core of normalize and of the backward's dx: out = ((x - hi) - lo) * s + t (+ a * dy).
+// Always inlined: GCC kept it out of line, and the call per run was 10% of a small training forward (64-element runs).
 template <typename T>
-inline void affine_run(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
+__attribute__((always_inline)) inline void affine_run(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
   if (dy) {
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) out[i] = a * dy[i] + ((x[i] - hi) - lo) * s + t;
