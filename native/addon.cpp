@@ -81,8 +81,10 @@ class JobFn {
 // The typed arrays a job reads or writes (pinned while it runs async): at most one per argument, no allocation.
 class JobArrays {
  public:
-  void push_back(const Napi::Value& v) {
-    if (count_ < kMax) values_[count_++] = v;
+  bool push_back(const Napi::Value& v) {  // false: full (never for the ops' argument lists)
+    if (count_ == kMax) return false;
+    values_[count_++] = v;
+    return true;
   }
   void clear() { count_ = 0; }
   const napi_value* begin() const { return values_; }
@@ -134,7 +136,7 @@ View typed_view(const Napi::CallbackInfo& info, size_t i, const char* name, Job&
     internal(env, std::string(name) + " is not a typed array");
   if (type != napi_float32_array && type != napi_float64_array) internal(env, std::string(name) + " is not float32/float64");
   if (length > 0 && data == nullptr) internal(env, std::string(name) + " has no backing store");
-  job.arrays.push_back(info[i]);
+  if (!job.arrays.push_back(info[i])) internal(env, "too many arrays to pin");
   return View{type == napi_float32_array ? DType::f32 : DType::f64, data, static_cast<int64_t>(length)};
 }
 
