@@ -174,7 +174,7 @@ inline bool streams(const Geometry& g) {
 
 // One run of the elementwise pass (group walk), the positional and streaming forms picked here.
 template <typename T>
-inline void elementwise_run(const T* x, const T* dy, T* out, int64_t len, int64_t k0, T hi, T lo, T s, T t, T a,
+NK_ALWAYS_INLINE inline void elementwise_run(const T* x, const T* dy, T* out, int64_t len, int64_t k0, T hi, T lo, T s, T t, T a,
                             PositionParams<T> pos, bool stream) {
   const T* w = pos.w ? pos.w + k0 : nullptr; const T* b = pos.b ? pos.b + k0 : nullptr;
   if ((pos.w || pos.b) && stream) affine_run_positional_stream(x, dy, out, len, hi, lo, s, t, a, w, b);
@@ -183,16 +183,12 @@ inline void elementwise_run(const T* x, const T* dy, T* out, int64_t len, int64_
   else affine_run(x, dy, out, len, hi, lo, s, t, a);
 }
 
-// elementwise_run of the run at off (group grp), with act (core/relu.h) when given: the forward applies the ReLU to
+// elementwise_run of the run at off (group grp) with act (core/relu.h): the forward applies the ReLU to
 // the normalized values, the backward reads dz instead of dy (or, when dy is null, instead of x: the eval dx = a * dy
 // passes dy as x).
 template <typename T>
-inline void elementwise_run_at(const T* x, const T* dy, T* out, int64_t off, int64_t len, int64_t k0, int64_t grp,
-                               T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream, const Relu<T>* act) {
-  if (!act) {
-    elementwise_run(x + off, dy ? dy + off : nullptr, out + off, len, k0, hi, lo, s, t, a, pos, stream);
-    return;
-  }
+inline void elementwise_run_relu(const T* x, const T* dy, T* out, int64_t off, int64_t len, int64_t k0, int64_t grp,
+                                 T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream, const Relu<T>* act) {
   const T* r = act->r ? act->r + off : nullptr;
   if (!act->backward() && !pos.w && !pos.b) {
     affine_relu(x + off, r, out + off, len, Coefs<T>{hi, lo, s, t}, stream);
@@ -219,23 +215,23 @@ inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g,
                              int64_t tile, T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream,
                              const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
+  // Two loops, so that the common one (no activation) inlines elementwise_run: a call per run costs short runs.
+  if (!act) {
+    for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
+      elementwise_run(x + off, dy ? dy + off : nullptr, out + off, len, k0, hi, lo, s, t, a, pos, stream);
+    });
+    return;
+  }
   for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
-    elementwise_run_at(x, dy, out, off, len, k0, grp, hi, lo, s, t, a, pos, stream, act);
+    elementwise_run_relu(x, dy, out, off, len, k0, grp, hi, lo, s, t, a, pos, stream, act);
   });
 }
 
-// One row of a row walk with K == 1 (column b is group g0 + b), with act as elementwise_run_at.
+// One row of a row walk with K == 1 and the ReLU (column b is group g0 + b), as elementwise_run_relu. (Rows
+// without it stay inline in the walk: a call per 128-element row cost 40-70% more time on channels-last.)
 template <typename T>
-inline void elementwise_row(const T* x, const T* dy, T* out, int64_t off, int64_t B, int64_t g0, const T* hi,
-                            const T* lo, const T* s, const T* t, const T* a, bool stream, const Relu<T>* act) {
-  const auto row = [&](const T* xr, const T* dr, T* yr, int64_t n, int64_t i, bool st) {
-    if (st) affine_row_stream(xr, dr, yr, n, hi + i, lo + i, s + i, t + i, a ? a + i : nullptr);
-    else affine_row(xr, dr, yr, n, hi + i, lo + i, s + i, t + i, a ? a + i : nullptr);
-  };
-  if (!act) {
-    row(x + off, dy ? dy + off : nullptr, out + off, B, 0, stream);
-    return;
-  }
+inline void elementwise_row_relu(const T* x, const T* dy, T* out, int64_t off, int64_t B, int64_t g0, const T* hi,
+                                 const T* lo, const T* s, const T* t, const T* a, bool stream, const Relu<T>* act) {
   const T* r = act->r ? act->r + off : nullptr;
   if (!act->backward()) {
     affine_relu(x + off, r, out + off, B, ColumnCoefs<T>{hi, lo, s, t}, stream);
@@ -275,12 +271,20 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
     const T* ap = a ? a + p * B : nullptr;
     for (int64_t r = a_begin; r < a_end; ++r) {
       const int64_t off = (p * g.A + r) * row;
-      if (K == 1) {
-        elementwise_row(x, dy, out, off, B, p * B, hi, lo, s, t, ap, stream, act);
+      const T* xr = x + off; T* yr = out + off; const T* dr = dy ? dy + off : nullptr;
+      if (K == 1 && act) {
+        elementwise_row_relu(x, dy, out, off, B, p * B, hi, lo, s, t, ap, stream, act);
+      } else if (K == 1 && stream) {
+        affine_row_stream(xr, dr, yr, B, hi, lo, s, t, ap);
+      } else if (K == 1) {
+        affine_row(xr, dr, yr, B, hi, lo, s, t, ap);
       } else {
-        for (int64_t b = 0; b < B; ++b)
-          elementwise_run_at(x, dy, out, off + b * K, K, 0, p * B + b, hi[b], lo[b], s[b], t[b], ap ? ap[b] : T(0),
-                             PositionParams<T>{nullptr, nullptr}, false, act);
+        for (int64_t b = 0; b < B; ++b) {
+          const T ab = ap ? ap[b] : T(0);
+          if (act) elementwise_run_relu(x, dy, out, off + b * K, K, 0, p * B + b, hi[b], lo[b], s[b], t[b], ab,
+                                        PositionParams<T>{nullptr, nullptr}, false, act);
+          else affine_run(xr + b * K, dr ? dr + b * K : nullptr, yr + b * K, K, hi[b], lo[b], s[b], t[b], ab);
+        }
       }
     }
     if (stream) stream_fence();
@@ -327,27 +331,55 @@ inline void dot_centered_run(const T* dy, const T* x, const T* w, int64_t len, d
   s_dy += combine_lanes(a); s_dyx += combine_lanes(b);
 }
 
+// add_dot_centered of dz for the run at off of group grp (position k0), with the ReLU's mask.
+template <typename T>
+void run_grad_sums_relu(const Relu<T>& act, Lanes& a, Lanes& b, const T* dy, const T* x, const T* w, int64_t grp,
+                        int64_t off, int64_t len, int64_t k0, double mean) {
+  if (!w && !act.pos.w && !act.pos.b) {
+    add_dot_centered_relu(a, b, dy + off, x + off, act.r ? act.r + off : nullptr, len, mean,
+                          Coefs<T>{act.hi[grp], act.lo[grp], act.s[grp], act.t[grp]});
+    return;
+  }
+  relu_grad_run(act, grp, off, len, k0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
+    add_dot_centered(a, b, dz, x + off + i, w ? w + k0 + i : nullptr, n, mean);
+  });
+}
+
 // sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group (dz for dy with act, core/relu.h).
 template <typename T>
 inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
                            int64_t tile, double mean, double& s_dy, double& s_dyx, const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   Lanes a{}, b{};
-  for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
-    if (!act) {
+  if (!act) {  // the lanes stay in registers across the runs only in a loop this small
+    for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
       add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
-      return;
-    }
-    if (!w && !act->pos.w && !act->pos.b) {
-      add_dot_centered_relu(a, b, dy + off, x + off, act->r ? act->r + off : nullptr, len, mean,
-                            Coefs<T>{act->hi[grp], act->lo[grp], act->s[grp], act->t[grp]});
-      return;
-    }
-    relu_grad_run(*act, grp, off, len, k0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
-      add_dot_centered(a, b, dz, x + off + i, w ? w + k0 + i : nullptr, n, mean);
     });
-  });
+  } else {
+    for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
+      run_grad_sums_relu(*act, a, b, dy, x, w, grp, off, len, k0, mean);
+    });
+  }
   s_dy = combine_lanes(a); s_dyx = combine_lanes(b);
+}
+
+// One row of the row walk's sums with the ReLU (column b is group g0 + b): s_dy[b] += dz, s_dyx[b] += dz * (x - m[b]).
+// Out of line, so that the walk's loop without the ReLU stays small enough to inline.
+template <typename T>
+void row_grad_sums_relu(const Relu<T>& act, const T* dy, const T* x, int64_t off, int64_t g0, int64_t B, int64_t K,
+                        const double* m, double* s_dy, double* s_dyx) {
+  const T* xr = x + off; const T* dr = dy + off; const T* rr = act.r ? act.r + off : nullptr;
+  if (K == 1) {
+    add_columns_relu(s_dy, s_dyx, dr, xr, rr, m, B, ColumnCoefs<T>{act.hi + g0, act.lo + g0, act.s + g0, act.t + g0});
+    return;
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t grp = g0 + b;
+    Lanes la{}, lb{};
+    add_dot_centered_relu(la, lb, dr + b * K, xr + b * K, rr ? rr + b * K : nullptr, K, m[b],
+                          Coefs<T>{act.hi[grp], act.lo[grp], act.s[grp], act.t[grp]});
+    s_dy[b] += combine_lanes(la); s_dyx[b] += combine_lanes(lb);
+  }
 }
 
 template <typename T>
@@ -378,18 +410,8 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
     for (int64_t b = 0; b < B; ++b) s_dy[b] = 0, s_dyx[b] = 0;
     for_rows(g, p, a_begin, a_end, [&](int64_t off) {
       const T* xr = x + off; const T* dr = dy + off;
-      const T* rr = act && act->r ? act->r + off : nullptr;
-      if (act && K == 1) {
-        const int64_t g0 = p * B;
-        add_columns_relu(s_dy, s_dyx, dr, xr, rr, m, B, ColumnCoefs<T>{act->hi + g0, act->lo + g0, act->s + g0, act->t + g0});
-      } else if (act) {
-        for (int64_t b = 0; b < B; ++b) {
-          const int64_t grp = p * B + b;
-          Lanes la{}, lb{};
-          add_dot_centered_relu(la, lb, dr + b * K, xr + b * K, rr ? rr + b * K : nullptr, K, m[b],
-                                Coefs<T>{act->hi[grp], act->lo[grp], act->s[grp], act->t[grp]});
-          s_dy[b] += combine_lanes(la); s_dyx[b] += combine_lanes(lb);
-        }
+      if (act) {
+        row_grad_sums_relu(*act, dy, x, off, p * B, B, K, m, s_dy, s_dyx);
       } else if (K == 1) {
 #pragma omp simd
         for (int64_t b = 0; b < B; ++b) {

@@ -125,10 +125,6 @@ inline void relu_grad_run(const Relu<T>& a, int64_t grp, int64_t off, int64_t le
 // residual is a template flag (Res), so that no loop holds a branch.
 // ---------------------------------------------------------------------------------------------------------------
 
-// The element functions below must inline into their loops, or the loops do not vectorize (GCC gave up on them in
-// the big instantiating functions otherwise: 8x slower measured).
-#define NK_ALWAYS_INLINE __attribute__((always_inline))
-
 template <bool B>
 struct Flag { static constexpr bool value = B; };
 

@@ -45,7 +45,7 @@ inline void vstream(double* p, __m128d v) { _mm_stream_pd(p, v); }
 // The elementwise core of normalize and of the backward's dx: out = ((x - hi) - lo) * s + t (+ a * dy).
 // Always inlined: GCC kept it out of line, and the call per run was 10% of a small training forward (64-element runs).
 template <typename T>
-__attribute__((always_inline)) inline void affine_run(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
+NK_ALWAYS_INLINE inline void affine_run(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
   if (dy) {
 #pragma omp simd
     for (int64_t i = 0; i < len; ++i) out[i] = a * dy[i] + ((x[i] - hi) - lo) * s + t;
@@ -71,7 +71,7 @@ inline int64_t head_to_align(const T* out, int64_t len) {
 // out = ((x - hi) - lo) * s + t, or a * dy + ((x - hi) - lo) * s + t with dy, streaming the aligned body.
 // The arithmetic is the same expression as affine_run's, written with vector operators.
 template <typename T>
-inline void affine_run_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
+NK_ALWAYS_INLINE inline void affine_run_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
   constexpr int64_t W = kVecBytes / sizeof(T);
   const int64_t head = head_to_align(out, len);
   affine_run(x, dy, out, head, hi, lo, s, t, a);
@@ -87,7 +87,7 @@ inline void affine_run_stream(const T* x, const T* dy, T* out, int64_t len, T hi
 
 // affine_run with per-position parameters (LayerNorm, RMSNorm; core/geometry.h PositionParams): w scales the normalized value (or dy), b is added.
 template <typename T>
-inline void affine_run_positional(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
+NK_ALWAYS_INLINE inline void affine_run_positional(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
                                   const T* w, const T* b) {
   if (dy) {
 #pragma omp simd
@@ -103,7 +103,7 @@ inline void affine_run_positional(const T* x, const T* dy, T* out, int64_t len, 
 
 // The same, streaming the aligned body (see core/simd.h); the expressions are affine_run_positional's.
 template <typename T>
-inline void affine_run_positional_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
+NK_ALWAYS_INLINE inline void affine_run_positional_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
                                          const T* w, const T* b) {
   constexpr int64_t W = kVecBytes / sizeof(T);
   const int64_t head = head_to_align(out, len);
@@ -125,7 +125,7 @@ inline void affine_run_positional_stream(const T* x, const T* dy, T* out, int64_
 
 // The row walk's form (channels last, 2-D): per-column coefficient arrays, one row of B columns.
 template <typename T>
-inline void affine_row(const T* x, const T* dy, T* out, int64_t B, const T* hi, const T* lo, const T* s,
+NK_ALWAYS_INLINE inline void affine_row(const T* x, const T* dy, T* out, int64_t B, const T* hi, const T* lo, const T* s,
                        const T* t, const T* a) {
   if (dy) {
 #pragma omp simd
@@ -137,7 +137,7 @@ inline void affine_row(const T* x, const T* dy, T* out, int64_t B, const T* hi, 
 }
 
 template <typename T>
-inline void affine_row_stream(const T* x, const T* dy, T* out, int64_t B, const T* hi, const T* lo, const T* s,
+NK_ALWAYS_INLINE inline void affine_row_stream(const T* x, const T* dy, T* out, int64_t B, const T* hi, const T* lo, const T* s,
                               const T* t, const T* a) {
   constexpr int64_t W = kVecBytes / sizeof(T);
   const int64_t head = head_to_align(out, B);
