@@ -1,6 +1,6 @@
 // The fused activation (activation 'relu', with an optional residual r) inside the kernels' elementwise passes, so
 // normalize → (add) → ReLU moves the bytes of the normalize alone, plus r (and the residual's gradient):
-//   forward:   y = relu(norm(x) + r)             norm(x) of a chunk into a stack buffer, relu(v + r) stored to y
+//   forward:   y = relu(norm(x) + r)             in the normalize loop itself
 //   backward:  dz = (norm(x) + r > 0) ? dy : 0   recomputed from the saved input wherever a kernel reads dy (the
 //                                                sums, dx, the position gradients): no mask kept, no pass of its own
 // The ReLU and the mask are computed inside the elementwise loops (the ..._relu functions below), on the same
@@ -26,103 +26,11 @@ struct Relu {
   bool backward() const { return x != nullptr; }
 };
 
-// v = relu(v + r) in place (r null: relu(v)); v < 0 ? 0 : v keeps NaN and -0, as PyTorch's relu.
-template <typename T>
-inline void add_relu(T* v, const T* r, int64_t n) {
-  if (r) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      const T s = v[i] + r[i];
-      v[i] = s < T(0) ? T(0) : s;
-    }
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) v[i] = v[i] < T(0) ? T(0) : v[i];
-  }
-}
-
-// dz = (pre + r > 0) ? dy : 0, in place over pre (dy loaded unconditionally, as in dz_at below).
-template <typename T>
-inline void relu_grad(T* z, const T* r, const T* dy, int64_t n) {
-  if (r) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      const T d = dy[i], v = z[i] + r[i];
-      z[i] = v > T(0) ? d : T(0);
-    }
-  } else {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      const T d = dy[i], v = z[i];
-      z[i] = v > T(0) ? d : T(0);
-    }
-  }
-}
-
-// out = v over n elements, streaming the aligned body when asked (v is an L1 buffer).
-template <typename T>
-inline void store_run(const T* v, T* out, int64_t n, bool stream) {
-  int64_t i = 0;
-  if (stream) {
-    constexpr int64_t W = kVecBytes / sizeof(T);
-    const int64_t head = head_to_align(out, n);
-    for (; i < head; ++i) out[i] = v[i];
-    for (; i + W <= n; i += W) vstream(out + i, vload(v + i));
-  }
-  for (; i < n; ++i) out[i] = v[i];
-}
-
-// The forward's pre-activation of n elements of group grp's run at position k (LayerNorm's w/b index) into buf.
-template <typename T>
-inline void relu_pre_run(const Relu<T>& a, int64_t grp, const T* x, T* buf, int64_t n, int64_t k) {
-  if (a.pos.w || a.pos.b)
-    affine_run_positional(x, static_cast<const T*>(nullptr), buf, n, a.hi[grp], a.lo[grp], a.s[grp], a.t[grp], T(0),
-                          a.pos.w ? a.pos.w + k : nullptr, a.pos.b ? a.pos.b + k : nullptr);
-  else
-    affine_run(x, static_cast<const T*>(nullptr), buf, n, a.hi[grp], a.lo[grp], a.s[grp], a.t[grp], T(0));
-}
-
-// Forward: for each chunk [i, i + n) of the len elements at off, pre(i, n, buf) writes the normalized values, then
-// out[off + i ..] = relu(buf + r).
-template <typename T, typename Pre>
-inline void relu_forward_chunks(const Relu<T>& a, int64_t off, int64_t len, T* out, bool stream, Pre&& pre) {
-  T buf[kReluChunk];
-  for (int64_t i = 0; i < len; i += kReluChunk) {
-    const int64_t n = min_i64(kReluChunk, len - i);
-    pre(i, n, buf);
-    add_relu(buf, a.r ? a.r + off + i : nullptr, n);
-    store_run(buf, out + off + i, n, stream);
-  }
-}
-
-// Backward: for each chunk, pre(i, n, buf) writes the forward's pre-activation, buf becomes dz from dy[off + i ..],
-// and use(i, n, dz) consumes it; with write_dr, dz also goes to the residual's gradient.
-template <typename T, typename Pre, typename Use>
-inline void relu_grad_chunks(const Relu<T>& a, int64_t off, int64_t len, const T* dy, bool write_dr, Pre&& pre,
-                             Use&& use) {
-  T buf[kReluChunk];
-  for (int64_t i = 0; i < len; i += kReluChunk) {
-    const int64_t n = min_i64(kReluChunk, len - i);
-    pre(i, n, buf);
-    relu_grad(buf, a.r ? a.r + off + i : nullptr, dy + off + i, n);
-    if (write_dr && a.dr) store_run(buf, a.dr + off + i, n, false);
-    use(i, n, static_cast<const T*>(buf));
-  }
-}
-
-// dz of the len elements of group grp's run at off (position k0), chunk by chunk, for use(i, n, dz).
-template <typename T, typename Use>
-inline void relu_grad_run(const Relu<T>& a, int64_t grp, int64_t off, int64_t len, int64_t k0, const T* dy,
-                          bool write_dr, Use&& use) {
-  relu_grad_chunks(a, off, len, dy, write_dr,
-                   [&](int64_t i, int64_t n, T* buf) { relu_pre_run(a, grp, a.x + off + i, buf, n, k0 + i); }, use);
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The ReLU inside the loops. An element's forward pre-activation is p = ((x - hi) - lo) * s + t [+ r]; the forward
 // stores p < 0 ? 0 : p, the backward reads dz = p > 0 ? dy : 0. Each function is one loop (omp simd), or with
 // `stream` an aligned body of vectors streamed past the caches between a scalar head and tail (core/simd.h). The
-// residual is a template flag (Res), so that no loop holds a branch.
+// residual's presence is a compile-time flag (R, from with_residual), so that no loop holds a branch on it.
 // ---------------------------------------------------------------------------------------------------------------
 
 template <bool B>
@@ -154,6 +62,13 @@ NK_ALWAYS_INLINE inline void store_each(T* out, int64_t n, bool stream, F&& f, V
     }
   }
   for (; i < n; ++i) out[i] = f(i);
+}
+
+// out = v over n elements, streaming the aligned body when asked (v is an L1 buffer).
+template <typename T>
+inline void store_run(const T* v, T* out, int64_t n, bool stream) {
+  store_each(out, n, stream, [&](int64_t i) NK_ALWAYS_INLINE { return v[i]; },
+             [&](int64_t i) NK_ALWAYS_INLINE { return vload(v + i); });
 }
 
 // The forward's coefficients at element i: one group's (scalar, Coefs) or a row's columns' (ColumnCoefs), with
@@ -268,15 +183,19 @@ inline void add_columns_relu(double* s_dy, double* s_dyx, const T* dy, const T* 
   });
 }
 
-// dr = dz over n elements (the residual's gradient), when asked for.
-template <typename T, typename C>
-inline void store_dz(const T* dy, const T* x, const T* r, T* dr, int64_t n, C c) {
-  if (!dr) return;
-  with_residual(r, [&](auto res) {
-    constexpr bool R = decltype(res)::value;
-    store_each(dr, n, false, [&](int64_t i) NK_ALWAYS_INLINE { return dz_at<R>(dy, x, r, c, i); },
-               [&](int64_t i) NK_ALWAYS_INLINE { return vdz_at<R>(dy, x, r, c, i); });
-  });
+// dz of element i (scalar) or of the W elements from i (vector), also stored to dr when given: the residual's
+// gradient comes from the dx loop's own mask.
+template <bool R, typename T, typename C>
+NK_ALWAYS_INLINE inline T dz_out(const T* dy, const T* x, const T* r, T* dr, C c, int64_t i) {
+  const T d = dz_at<R>(dy, x, r, c, i);
+  if (dr) dr[i] = d;
+  return d;
+}
+template <bool R, typename T, typename C>
+NK_ALWAYS_INLINE inline auto vdz_out(const T* dy, const T* x, const T* r, T* dr, C c, int64_t i) {
+  const auto d = vdz_at<R>(dy, x, r, c, i);
+  if (dr) __builtin_memcpy(dr + i, &d, sizeof d);
+  return d;
 }
 
 // The training dx = a * dz + ((x - hi) - lo) * bb + cc (g: the backward's coefficients, a: its dy scale; f: the
@@ -284,22 +203,104 @@ inline void store_dz(const T* dy, const T* x, const T* r, T* dr, int64_t n, C c)
 template <typename T, typename C, typename S>
 inline void affine_grad_relu(const T* x, const T* dy, const T* r, T* dr, T* out, int64_t n, C g, S a, C f,
                              bool stream) {
-  store_dz(dy, x, r, dr, n, f);
   with_residual(r, [&](auto res) {
     constexpr bool R = decltype(res)::value;
     store_each(out, n, stream,
-               [&](int64_t i) NK_ALWAYS_INLINE { return a.at(i) * dz_at<R>(dy, x, r, f, i) + g.p(x[i], i); },
-               [&](int64_t i) NK_ALWAYS_INLINE { return a.vat(i) * vdz_at<R>(dy, x, r, f, i) + g.vp(vload(x + i), i); });
+               [&](int64_t i) NK_ALWAYS_INLINE { return a.at(i) * dz_out<R>(dy, x, r, dr, f, i) + g.p(x[i], i); },
+               [&](int64_t i) NK_ALWAYS_INLINE { return a.vat(i) * vdz_out<R>(dy, x, r, dr, f, i) + g.vp(vload(x + i), i); });
   });
 }
 
 // The eval dx = a * dz (no x - mean term: an inf in x must not become NaN), xf the forward's input.
 template <typename T, typename C, typename S>
 inline void scale_grad_relu(const T* xf, const T* dy, const T* r, T* dr, T* out, int64_t n, S a, C f, bool stream) {
-  store_dz(dy, xf, r, dr, n, f);
   with_residual(r, [&](auto res) {
     constexpr bool R = decltype(res)::value;
-    store_each(out, n, stream, [&](int64_t i) NK_ALWAYS_INLINE { return a.at(i) * dz_at<R>(dy, xf, r, f, i); },
-               [&](int64_t i) NK_ALWAYS_INLINE { return a.vat(i) * vdz_at<R>(dy, xf, r, f, i); });
+    store_each(out, n, stream, [&](int64_t i) NK_ALWAYS_INLINE { return a.at(i) * dz_out<R>(dy, xf, r, dr, f, i); },
+               [&](int64_t i) NK_ALWAYS_INLINE { return a.vat(i) * vdz_out<R>(dy, xf, r, dr, f, i); });
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// LayerNorm's per-position form: through an L1 chunk buffer, the pre-activation computed by the run function the
+// forward uses (affine_run / affine_run_positional).
+// ---------------------------------------------------------------------------------------------------------------
+
+// v = relu(v + r) in place (r null: relu(v)); v < 0 ? 0 : v keeps NaN and -0, as PyTorch's relu.
+template <typename T>
+inline void add_relu(T* v, const T* r, int64_t n) {
+  if (r) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const T s = v[i] + r[i];
+      v[i] = s < T(0) ? T(0) : s;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) v[i] = v[i] < T(0) ? T(0) : v[i];
+  }
+}
+
+// dz = (pre + r > 0) ? dy : 0, in place over pre (dy loaded unconditionally, as in dz_at).
+template <typename T>
+inline void relu_grad(T* z, const T* r, const T* dy, int64_t n) {
+  if (r) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = dy[i], v = z[i] + r[i];
+      z[i] = v > T(0) ? d : T(0);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = dy[i], v = z[i];
+      z[i] = v > T(0) ? d : T(0);
+    }
+  }
+}
+
+// The forward's pre-activation of n elements of group grp's run at position k (LayerNorm's w/b index) into buf.
+template <typename T>
+inline void relu_pre_run(const Relu<T>& a, int64_t grp, const T* x, T* buf, int64_t n, int64_t k) {
+  if (a.pos.w || a.pos.b)
+    affine_run_positional(x, static_cast<const T*>(nullptr), buf, n, a.hi[grp], a.lo[grp], a.s[grp], a.t[grp], T(0),
+                          a.pos.w ? a.pos.w + k : nullptr, a.pos.b ? a.pos.b + k : nullptr);
+  else
+    affine_run(x, static_cast<const T*>(nullptr), buf, n, a.hi[grp], a.lo[grp], a.s[grp], a.t[grp], T(0));
+}
+
+// Forward: for each chunk [i, i + n) of the len elements at off, pre(i, n, buf) writes the normalized values, then
+// out[off + i ..] = relu(buf + r).
+template <typename T, typename Pre>
+inline void relu_forward_chunks(const Relu<T>& a, int64_t off, int64_t len, T* out, bool stream, Pre&& pre) {
+  T buf[kReluChunk];
+  for (int64_t i = 0; i < len; i += kReluChunk) {
+    const int64_t n = min_i64(kReluChunk, len - i);
+    pre(i, n, buf);
+    add_relu(buf, a.r ? a.r + off + i : nullptr, n);
+    store_run(buf, out + off + i, n, stream);
+  }
+}
+
+// Backward: for each chunk, pre(i, n, buf) writes the forward's pre-activation, buf becomes dz from dy[off + i ..],
+// and use(i, n, dz) consumes it; with write_dr, dz also goes to the residual's gradient.
+template <typename T, typename Pre, typename Use>
+inline void relu_grad_chunks(const Relu<T>& a, int64_t off, int64_t len, const T* dy, bool write_dr, Pre&& pre,
+                             Use&& use) {
+  T buf[kReluChunk];
+  for (int64_t i = 0; i < len; i += kReluChunk) {
+    const int64_t n = min_i64(kReluChunk, len - i);
+    pre(i, n, buf);
+    relu_grad(buf, a.r ? a.r + off + i : nullptr, dy + off + i, n);
+    if (write_dr && a.dr) store_run(buf, a.dr + off + i, n, false);
+    use(i, n, static_cast<const T*>(buf));
+  }
+}
+
+// dz of the len elements of group grp's run at off (position k0), chunk by chunk, for use(i, n, dz).
+template <typename T, typename Use>
+inline void relu_grad_run(const Relu<T>& a, int64_t grp, int64_t off, int64_t len, int64_t k0, const T* dy,
+                          bool write_dr, Use&& use) {
+  relu_grad_chunks(a, off, len, dy, write_dr,
+                   [&](int64_t i, int64_t n, T* buf) { relu_pre_run(a, grp, a.x + off + i, buf, n, k0 + i); }, use);
 }
