@@ -244,12 +244,13 @@ export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: Batc
   const { dy, x, training, lay, mean, invstd, weight, dx, comm, channelsLast } = checkBackward(dyIn, xIn, options);
   const C = lay.channels;
   const gamma = weight ? Float64Array.from(weight) : null;
-  const viaNormalize = relu && normalizeRelu(relu, invstd, gamma, relu.bias);  // eval and SyncBatchNorm forwards
+  // The ReLU's backward for the forwards that went through normalize (eval, SyncBatchNorm); training has its own.
+  const viaNormalize = () => relu && normalizeRelu(relu, invstd, gamma, relu.bias);
   const zeros = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, new Float64Array(C)), dbias: asDtype(x.data, new Float64Array(C)) });
   let sums: GradSums;
   if (comm) {
     // An empty rank still takes part in the all-reduce; its local gradients are zero.
-    sums = yield* syncBackwardTrain(comm, syncLayout(x, lay, channelsLast), dy.data, x.data, dx, mean, invstd, gamma, viaNormalize);
+    sums = yield* syncBackwardTrain(comm, syncLayout(x, lay, channelsLast), dy.data, x.data, dx, mean, invstd, gamma, viaNormalize());
     if (isEmpty(x)) return zeros();
   } else if (isEmpty(x)) {
     return zeros();
@@ -258,9 +259,10 @@ export function* batchNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: Batc
       relu && { r: relu.r, dr: relu.dr, beta: relu.bias && Float64Array.from(relu.bias), b: null });
   } else {
     // eval: dx = dy * w * invstd; the sums give only dweight and dbias.
-    sums = paramGrads ? yield* gradSums(lay.view, dy.data, x.data, mean, null, viaNormalize) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
+    const evalRelu = viaNormalize();
+    sums = paramGrads ? yield* gradSums(lay.view, dy.data, x.data, mean, null, evalRelu) : { sumDy: new Float64Array(C), sumDyXmu: new Float64Array(C) };
     yield* applyGrad(lay.view, dy.data, x.data, dx, mean, { a: scaled(invstd, weight, new Float64Array(C)), b: null, c: null },
-      null, viaNormalize);
+      null, evalRelu);
   }
   return { dx: { data: dx, shape: x.shape }, dweight: weightGrad(sums.sumDyXmu, invstd, allocate(dtypeOf(x.data), C)),
     dbias: asDtype(x.data, sums.sumDy) };

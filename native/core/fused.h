@@ -111,7 +111,6 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
     const double var = af.rms ? m2[grp] / n + mean[grp] * mean[grp] : m2[grp] / n;
     invstd[grp] = 1.0 / std::sqrt(var + eps);
   };
-  const auto coefs_of = [&](int64_t c, T& hi, T& lo, T& s, T& t) { segment_coefs(af, mean, invstd, c, hi, lo, s, t); };
   if (fuses(g, pl, sizeof(T), threads, af.segments)) {
     double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
     parallel_for(g.groups(), threads, [&](int64_t grp) {
@@ -123,7 +122,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
       finish(grp);
       for (int64_t c = grp * af.segments; c < (grp + 1) * af.segments; ++c) {
         T hi, lo, s, sh;
-        coefs_of(c, hi, lo, s, sh);
+        segment_coefs(af, mean, invstd, c, hi, lo, s, sh);
         for (int64_t t = 0; t < cpl.tiles; ++t)
           elementwise_tile<T>(x, nullptr, y, cg, cpl, c, t, hi, lo, s, sh, T(0), af.pos, stream, act);
       }
@@ -144,7 +143,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
       parallel_for(seg_tasks, threads, [&](int64_t i) {
         const int64_t task = seg_tasks - 1 - i, c = grp * af.segments + task / cpl.tiles;
         T hi, lo, s, sh;
-        coefs_of(c, hi, lo, s, sh);
+        segment_coefs(af, mean, invstd, c, hi, lo, s, sh);
         elementwise_tile<T>(x, nullptr, y, cg, cpl, c, task % cpl.tiles, hi, lo, s, sh, T(0), af.pos, stream, act);
         if (stream) stream_fence();
       });
@@ -156,7 +155,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
   const int64_t C = cg.groups();
   T* base = reinterpret_cast<T*>(scratch);  // the partials are spent
   const GroupCoefs<T> c{base, base + C, base + 2 * C, base + 3 * C};
-  for (int64_t i = 0; i < C; ++i) coefs_of(i, c.hi[i], c.lo[i], c.s[i], c.t[i]);
+  for (int64_t i = 0; i < C; ++i) segment_coefs(af, mean, invstd, i, c.hi[i], c.lo[i], c.s[i], c.t[i]);
   elementwise<T>(x, nullptr, y, cg, c, nullptr, af.pos, threads, /*reverse=*/true, act);
 }
 
