@@ -197,7 +197,7 @@ inline void elementwise_run_relu(const T* x, const T* dy, T* out, int64_t off, i
       elementwise_run(x + off + i, static_cast<const T*>(nullptr), buf, n, k0 + i, hi, lo, s, t, a, pos, false);
     });
   } else if (!pos.w && !act->pos.w && !act->pos.b) {
-    const Coefs<T> f{act->hi[grp], act->lo[grp], act->s[grp], act->t[grp]};
+    const Coefs<T> f = act->group(grp);
     T* dr = act->dr ? act->dr + off : nullptr;
     if (dy) affine_grad_relu(x + off, dy + off, r, dr, out + off, len, Coefs<T>{hi, lo, s, t}, Scale<T>{a}, f, stream);
     else scale_grad_relu(act->x + off, x + off, r, dr, out + off, len, Scale<T>{s}, f, stream);
@@ -237,7 +237,7 @@ inline void elementwise_row_relu(const T* x, const T* dy, T* out, int64_t off, i
     affine_relu(x + off, r, out + off, B, ColumnCoefs<T>{hi, lo, s, t}, stream);
     return;
   }
-  const ColumnCoefs<T> f{act->hi + g0, act->lo + g0, act->s + g0, act->t + g0};
+  const ColumnCoefs<T> f = act->columns(g0);
   T* dr = act->dr ? act->dr + off : nullptr;
   if (dy) affine_grad_relu(x + off, dy + off, r, dr, out + off, B, ColumnCoefs<T>{hi, lo, s, t}, ColumnScale<T>{a}, f, stream);
   else scale_grad_relu(act->x + off, x + off, r, dr, out + off, B, ColumnScale<T>{s}, f, stream);
@@ -337,7 +337,7 @@ void run_grad_sums_relu(const Relu<T>& act, Lanes& a, Lanes& b, const T* dy, con
                         int64_t off, int64_t len, int64_t k0, double mean) {
   if (!w && !act.pos.w && !act.pos.b) {
     add_dot_centered_relu(a, b, dy + off, x + off, act.r ? act.r + off : nullptr, len, mean,
-                          Coefs<T>{act.hi[grp], act.lo[grp], act.s[grp], act.t[grp]});
+                          act.group(grp));
     return;
   }
   relu_grad_run(act, grp, off, len, k0, dy, false, [&](int64_t i, int64_t n, const T* dz) {
@@ -370,14 +370,14 @@ void row_grad_sums_relu(const Relu<T>& act, const T* dy, const T* x, int64_t off
                         const double* m, double* s_dy, double* s_dyx) {
   const T* xr = x + off; const T* dr = dy + off; const T* rr = act.r ? act.r + off : nullptr;
   if (K == 1) {
-    add_columns_relu(s_dy, s_dyx, dr, xr, rr, m, B, ColumnCoefs<T>{act.hi + g0, act.lo + g0, act.s + g0, act.t + g0});
+    add_columns_relu(s_dy, s_dyx, dr, xr, rr, m, B, act.columns(g0));
     return;
   }
   for (int64_t b = 0; b < B; ++b) {
     const int64_t grp = g0 + b;
     Lanes la{}, lb{};
     add_dot_centered_relu(la, lb, dr + b * K, xr + b * K, rr ? rr + b * K : nullptr, K, m[b],
-                          Coefs<T>{act.hi[grp], act.lo[grp], act.s[grp], act.t[grp]});
+                          act.group(grp));
     s_dy[b] += combine_lanes(la); s_dyx[b] += combine_lanes(lb);
   }
 }

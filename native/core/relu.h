@@ -15,16 +15,6 @@
 // of kLanes, so a reduction fed chunk by chunk adds every element into the lane an unchunked run would.
 constexpr int64_t kReluChunk = 256;
 
-template <typename T>
-struct Relu {
-  const T* r;  // the residual, or null
-  // The backward's (x == null: the forward's epilogue, which needs only r):
-  const T* x;  // the forward's input
-  T* dr;       // receives dz, the residual's gradient, in the dx pass; or null
-  const T* hi; const T* lo; const T* s; const T* t;  // the forward's coefficients, per group of the walk
-  PositionParams<T> pos;                             // the forward's per-position w, b (LayerNorm)
-  bool backward() const { return x != nullptr; }
-};
 
 // ---------------------------------------------------------------------------------------------------------------
 // The ReLU inside the loops. An element's forward pre-activation is p = ((x - hi) - lo) * s + t [+ r]; the forward
@@ -86,6 +76,20 @@ struct ColumnCoefs {
   NK_ALWAYS_INLINE T p(T x, int64_t i) const { return ((x - hi[i]) - lo[i]) * s[i] + t[i]; }
   template <typename V>
   NK_ALWAYS_INLINE V vp(V x, int64_t i) const { return ((x - vload(hi + i)) - vload(lo + i)) * vload(s + i) + vload(t + i); }
+};
+
+// What the kernels pass down for the ReLU (built by isa/kernels.cpp and core/fused.h).
+template <typename T>
+struct Relu {
+  const T* r;  // the residual, or null
+  // The backward's (x == null: the forward's epilogue, which needs only r):
+  const T* x;  // the forward's input
+  T* dr;       // receives dz, the residual's gradient, in the dx pass; or null
+  const T* hi; const T* lo; const T* s; const T* t;  // the forward's coefficients, per group of the walk
+  PositionParams<T> pos;                             // the forward's per-position w, b (LayerNorm)
+  bool backward() const { return x != nullptr; }
+  Coefs<T> group(int64_t g) const { return Coefs<T>{hi[g], lo[g], s[g], t[g]}; }
+  ColumnCoefs<T> columns(int64_t g0) const { return ColumnCoefs<T>{hi + g0, lo + g0, s + g0, t + g0}; }
 };
 
 // The backward's dy scale at element i: one per group (Scale) or per column of a row (ColumnScale).
