@@ -219,8 +219,11 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
         const double mu = centre(grp);
         for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
           const int64_t o = c * cpl.tiles;
+          // Without the ReLU the row's column partials come from this read (with it, from param_grad_row below).
+          const ColumnPartials cols{cw, cb, invstd[grp]};
           for (int64_t t = 0; t < cpl.tiles; ++t)
-            tile_grad_sums<T>(dy, x, af.pos.w, cg, cpl, c, t, mu, p_dy[o + t], p_dyx[o + t], act);
+            tile_grad_sums<T>(dy, x, af.pos.w, cg, cpl, c, t, mu, p_dy[o + t], p_dyx[o + t], act,
+                              columns && !act ? &cols : nullptr);
           merge_sums_pairwise(p_dy + o, cpl.tiles);
           merge_sums_pairwise(p_dyx + o, cpl.tiles);
           sum_dy[c] = p_dy[o]; sum_dyx[c] = p_dyx[o];
@@ -235,7 +238,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
             elementwise_tile<T>(x, dy, dx, cg, cpl, c, t, hi, lo, static_cast<T>(b), static_cast<T>(cc), ac, af.pos,
                                 stream, act);
         }
-        if (columns) param_grad_row(cw, cb, dy, x, grp, K, mu, invstd[grp], act);
+        if (columns && act) param_grad_row(cw, cb, dy, x, grp, K, mu, invstd[grp], act);
       }
     }, [&] { if (stream) stream_fence(); });
     if (columns) finish_param_grad(pw, pb, blocks, K, dw, db);

@@ -66,6 +66,7 @@ static_assert(kLanes == 32, "combine_lanes spells out the tree of 32 lanes");
 // Loads and stores go through references: a 32-byte vector passed by value has no fixed ABI below AVX (GCC's
 // -Wpsabi), and everything here is inlined anyway.
 inline void load_lanes(LaneVec& v, const double* p) { v = *reinterpret_cast<const LaneVecU*>(p); }
+inline void store_lanes(double* p, const LaneVec& v) { *reinterpret_cast<LaneVecU*>(p) = v; }
 // 4 floats widened (exactly) to 4 doubles. The ISA's instruction where there is one: GCC 12 splits
 // __builtin_convertvector(float x4 -> double x4) into halves through the stack.
 inline void load_lanes(LaneVec& v, const float* p) {
@@ -146,24 +147,36 @@ inline void add_centered_squares(Lanes& acc, const T* x, int64_t len, double mea
   }
 }
 
+// What add_dot_centered adds besides its lanes by default: nothing. (LayerNorm's backward passes its weight and bias
+// gradients' column partials instead, core/norm.h ParamColumns, so that they come from the same read of dy and x.)
+struct NoColumns {
+  void operator()(int64_t, const LaneVec&, const LaneVec&) const {}
+  void tail(int64_t, int64_t) const {}
+};
+
 // a[j] += dy * w and b[j] += dy * w * (x - mean) over a run, in kLanes lanes (as moments.h); w may be null.
-template <typename T>
-inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
+// cols(j, dy[j..j+4), x[j..j+4) - mean) for every 4 elements of the lane body, cols.tail(j, n) for the n after it.
+template <typename T, typename Columns = NoColumns>
+inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w, int64_t len, double mean,
+                             const Columns& cols = Columns{}) {
   int64_t i = 0;
   const LaneVec m = {mean, mean, mean, mean};
   for (; i + kLanes <= len; i += kLanes)
     for (int q = 0; q < kLaneVecs; ++q) {
-      LaneVec d, xm;
+      LaneVec d, c;
       load_lanes(d, dy + i + 4 * q);
+      load_lanes(c, x + i + 4 * q);
+      c -= m;
+      cols(i + 4 * q, d, c);
       if (w) {
         LaneVec wv;
         load_lanes(wv, w + i + 4 * q);
         d *= wv;
       }
-      load_lanes(xm, x + i + 4 * q);
       a.v[q] += d;
-      b.v[q] += d * (xm - m);
+      b.v[q] += d * c;
     }
+  cols.tail(i, len - i);
   // The tail with 0 in the unused lanes, as moments.h tail_lanes (0 * 0 adds +0.0 to b).
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;

@@ -343,13 +343,53 @@ void run_grad_sums_relu(const Relu<T>& act, Lanes& a, Lanes& b, const T* dy, con
   });
 }
 
-// sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group (dz for dy with act, core/relu.h).
+// One group's (row's) share of a block's column partials w[K], b[K].
+template <typename T>
+inline void add_param_grad_row(double* w, double* b, const T* d, const T* xr, int64_t K, double m, double inv) {
+#pragma omp simd
+  for (int64_t k = 0; k < K; ++k) {
+    const double dd = static_cast<double>(d[k]);
+    b[k] += dd;
+    w[k] += dd * ((static_cast<double>(xr[k]) - m) * inv);
+  }
+}
+
+// The weight and bias gradients' column partials of a row (LayerNorm, RMSNorm), w[k] += dy * ((x - mean) * inv) and
+// b[k] += dy, as add_dot_centered's column hook: added from the lane body's own loads of dy and x (one read of the
+// row instead of two; add_param_grad_row's expression, so the same bits). w, b, dy, x start at the run's first k.
+template <typename T>
+struct ParamColumns {
+  double* w; double* b; const T* dy; const T* x; double mean, inv;
+  void operator()(int64_t j, const LaneVec& d, const LaneVec& c) const {
+    const LaneVec vinv = {inv, inv, inv, inv};
+    LaneVec vw, vb;
+    load_lanes(vw, w + j);
+    load_lanes(vb, b + j);
+    vb += d;
+    vw += d * (c * vinv);
+    store_lanes(w + j, vw);
+    store_lanes(b + j, vb);
+  }
+  void tail(int64_t j, int64_t n) const { add_param_grad_row(w + j, b + j, dy + j, x + j, n, mean, inv); }
+};
+
+// Where a backward without the ReLU adds a row's column partials while it reads the row for its sums.
+struct ColumnPartials { double* w; double* b; double inv; };
+
+// sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group (dz for dy with act, core/relu.h). cols (A == 1,
+// no act): also the row's share of the weight/bias column partials, from the same read.
 template <typename T>
 inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, const Plan& pl, int64_t grp,
-                           int64_t tile, double mean, double& s_dy, double& s_dyx, const Relu<T>* act = nullptr) {
+                           int64_t tile, double mean, double& s_dy, double& s_dyx, const Relu<T>* act = nullptr,
+                           const ColumnPartials* cols = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   Lanes a{}, b{};
-  if (!act) {  // the lanes stay in registers across the runs only in a loop this small
+  if (cols) {
+    for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
+      add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean,
+                       ParamColumns<T>{cols->w + k0, cols->b + k0, dy + off, x + off, mean, cols->inv});
+    });
+  } else if (!act) {  // the lanes stay in registers across the runs only in a loop this small
     for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
       add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
     });
@@ -436,17 +476,6 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
 //   dw[k] = sum_g dy[g, k] * (x[g, k] - mean_g) * invstd_g,   db[k] = sum_g dy[g, k].
 // Blocks of groups are cut from the shape; each block's column partials are merged in a fixed pairwise order.
 // ---------------------------------------------------------------------------------------------------------------
-
-// One group's (row's) share of a block's column partials w[K], b[K].
-template <typename T>
-inline void add_param_grad_row(double* w, double* b, const T* d, const T* xr, int64_t K, double m, double inv) {
-#pragma omp simd
-  for (int64_t k = 0; k < K; ++k) {
-    const double dd = static_cast<double>(d[k]);
-    b[k] += dd;
-    w[k] += dd * ((static_cast<double>(xr[k]) - m) * inv);
-  }
-}
 
 // The same for group (row) grp of dy and x, dz for dy with act (core/relu.h).
 template <typename T>
