@@ -59,6 +59,17 @@ inline int64_t fused_scratch_doubles(const Geometry& g, int64_t segments, bool c
   return cg.groups() + scratch_doubles(g, false) + scratch_doubles(cg, false) + cols;
 }
 
+// Asks for the elements of group grp (when there is one) ahead of their turn. For groups of one tile (a LayerNorm row):
+// tile_moments prefetches the next tile of its own group only, and a 2 KB group is over before the hardware
+// prefetcher has ramped up on the next one.
+template <typename T>
+inline void prefetch_group(const T* x, const Geometry& g, int64_t grp) {
+  if (grp >= g.groups()) return;
+  for_each_run(g, grp, 0, g.group_size(), [&](int64_t off, int64_t len, int64_t) {
+    for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
+  });
+}
+
 // mean and M2 of group `grp` from its merged tiles (group walk).
 inline void finalize_group(const Plan& pl, int64_t grp, double* pn, double* pmean, double* pm2, double* mean,
                            double* m2) {
@@ -216,6 +227,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
       if (columns)
         for (int64_t k = 0; k < K; ++k) cw[k] = 0, cb[k] = 0;
       for (int64_t grp = task * per; grp < min_i64(G, (task + 1) * per); ++grp) {
+        if (pl.tiles == 1) prefetch_group(x, g, grp + 1), prefetch_group(dy, g, grp + 1);
         const double mu = centre(grp);
         for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
           const int64_t o = c * cpl.tiles;
