@@ -59,9 +59,9 @@ inline int64_t fused_scratch_doubles(const Geometry& g, int64_t segments, bool c
   return cg.groups() + scratch_doubles(g, false) + scratch_doubles(cg, false) + cols;
 }
 
-// Asks for the elements of group grp (when there is one) ahead of their turn. For groups of one tile (a LayerNorm row):
-// tile_moments prefetches the next tile of its own group only, and a 2 KB group is over before the hardware
-// prefetcher has ramped up on the next one.
+// Asks for the elements of group grp (when there is one) ahead of their turn; for tensors read from DRAM (those that
+// stream their output) with groups of one tile (a LayerNorm row): tile_moments prefetches the next tile of its own
+// group only, and a 2 KB group is over before the hardware prefetcher has ramped up on the next one.
 template <typename T>
 inline void prefetch_group(const T* x, const Geometry& g, int64_t grp) {
   if (grp >= g.groups()) return;
@@ -227,7 +227,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
       if (columns)
         for (int64_t k = 0; k < K; ++k) cw[k] = 0, cb[k] = 0;
       for (int64_t grp = task * per; grp < min_i64(G, (task + 1) * per); ++grp) {
-        if (pl.tiles == 1) prefetch_group(x, g, grp + 1), prefetch_group(dy, g, grp + 1);
+        if (stream && pl.tiles == 1) prefetch_group(x, g, grp + 1), prefetch_group(dy, g, grp + 1);
         const double mu = centre(grp);
         for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) {
           const int64_t o = c * cpl.tiles;
