@@ -255,6 +255,18 @@ inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g,
   // plainest (no activation, no position parameters, no streaming: every small call) gets one loop per form, with
   // no branch left per run (an [8,16,8,8] forward spent more on the 128 runs' dispatch than on their elements).
   if (!act && !pos.w && !pos.b && !stream) {
+    if (whole_chunks(g, begin, end)) {  // runs cut in chunks of a constant length: no loop remainder per run
+      if (dy) {
+        for_each_chunk(g, grp, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE {
+          affine_run(x + off, dy + off, out + off, kLanes, hi, lo, s, t, a);
+        });
+      } else {
+        for_each_chunk(g, grp, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE {
+          affine_run(x + off, static_cast<const T*>(nullptr), out + off, kLanes, hi, lo, s, t, a);
+        });
+      }
+      return;
+    }
     if (dy) {
       for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t) NK_ALWAYS_INLINE {
         affine_run(x + off, dy + off, out + off, len, hi, lo, s, t, a);
