@@ -2,10 +2,15 @@
 // of a shape skip re-deriving its checks and reuse per-channel scratch. Checked here: they give the bits of the full
 // path (the async calls, which always take it) and of the float64 reference; every bad input still gets the full
 // path's error with no state changed; and a refused forward leaves the previous forward's saved statistics intact.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { BatchNorm1d, BatchNorm2d, type BatchNormBase } from '../lib/index.js';
+import { BatchNorm1d, BatchNorm2d, tensor, type BatchNormBase, type StateDict } from '../lib/index.js';
 import { expectBitIdentical, expectClose, randn } from './helpers/compare.js';
 import { tolerance } from './helpers/close.js';
+import type { FixtureCase } from './helpers/fixtures.js';
+import { typed } from './helpers/replay.js';
 import { refBackward, refForward } from './helpers/reference.js';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
@@ -156,4 +161,98 @@ describe('with a plan in place, bad input still gets the full path\'s error and 
       expect(state(bn)).toBe(state(twin));
     }
   });
+});
+
+// Layers built with activation 'relu' (the demo's BatchNorm1d): the fast path serves forwards without a residual and
+// the backwards after them; a residual, or residualOut, takes the full path.
+describe('activation relu: repeated sync calls give the bits of the full path (async)', () => {
+  const forms = [
+    { name: 'BatchNorm1d [6,5]', make: (o: object) => new BatchNorm1d(5, o), shape: [6, 5], channelsLast: false, affine: true },
+    { name: 'BatchNorm2d [4,5,3,4]', make: (o: object) => new BatchNorm2d(5, o), shape: [4, 5, 3, 4], channelsLast: false, affine: true },
+    { name: 'BatchNorm2d channels last, no affine', make: (o: object) => new BatchNorm2d(5, o), shape: [4, 3, 4, 5], channelsLast: true, affine: false },
+  ];
+  for (const C of [Float32Array, Float64Array] as const) {
+    for (const f of forms) {
+      it(`${dtypeName(C)}, ${f.name}`, async () => {
+        const opts = { dtype: dtypeName(C), channelsLast: f.channelsLast, affine: f.affine, activation: 'relu' } as const;
+        const fast = f.make(opts), full = f.make(opts);
+        for (const bn of [fast, full]) {
+          bn.weight?.data.set(randn(5, 1, C));
+          bn.bias?.data.set(randn(5, 2, C));
+        }
+        const n = f.shape.reduce((a, b) => a * b, 1), out = new C(n), dxOut = new C(n);
+        const shapes: Array<readonly number[]> = [];
+        for (let step = 0; step < 6; step++) {
+          const x = tensorOf(C, f.shape, 30 + step), dy = tensorOf(C, f.shape, 40 + step);
+          // Step 2 adds a residual (the full path, whose backward gives the residual's gradient); step 5 is eval.
+          const residual = step === 2 ? tensorOf(C, f.shape, 50) : undefined;
+          if (step === 5) { fast.eval(); full.eval(); }
+          const y = fast.forward(x, { ...(step % 2 ? { out } : {}), ...(residual ? { residual } : {}) });
+          const yFull = await full.forwardAsync(x, residual ? { residual } : undefined);
+          expectBitIdentical(y.data, yFull.data, `y, step ${step}`);
+          expect(Array.from(y.data).some((v) => v === 0) && Array.from(y.data).some((v) => v > 0), 'the ReLU clips some values').toBe(true);
+          shapes.push(y.shape);
+          const dx = fast.backward(dy, step % 2 ? undefined : { out: dxOut }), dxFull = await full.backwardAsync(dy);
+          expectBitIdentical(dx.data, dxFull.data, `dx, step ${step}`);
+          if (residual) expectBitIdentical(fast.residualGrad!.data, full.residualGrad!.data, 'residual grad');
+          else expect(fast.residualGrad, `step ${step}: no residual, no residual grad`).toBeNull();
+          expect(state(fast)).toBe(state(full));
+        }
+        // Step 2, with the residual, took the full path, which made a new plan; steps 3-5 were served by it (one
+        // frozen shape; the full path returns a fresh copy each time).
+        for (const s of [4, 5]) expect(shapes[s], `step ${s} took the fast path`).toBe(shapes[3]);
+        expect(shapes[3]).not.toBe(shapes[2]);
+      });
+    }
+  }
+
+  it('matches PyTorch\'s autograd through relu(BatchNorm(x)) (fixtures) on the fast path', () => {
+    const all = (JSON.parse(gunzipSync(readFileSync(join(__dirname, 'fixtures', 'beyond.json.gz'))).toString('utf8')) as
+      { fused: Array<FixtureCase & { residual: unknown }> }).fused;
+    const cases = all.filter((c) => /^BatchNorm[12]d$/.test(c.layer!) && c.residual === null);
+    expect(cases.length).toBeGreaterThan(3);
+    for (const c of cases) {
+      const o = { ...c.options, dtype: c.dtype }, layer = c.layer === 'BatchNorm1d' ? new BatchNorm1d(c.args![0] as number, o) : new BatchNorm2d(c.args![0] as number, o);
+      const shapes = layer.stateDict(), initial: StateDict = {};
+      for (const [k, v] of Object.entries(c.initial ?? {})) initial[k] = { data: typed(c.dtype, v), shape: shapes[k]!.shape };
+      const step = c.steps[0]!, x = tensor(typed(c.dtype, step.x.data), step.x.shape), dy = tensor(typed(c.dtype, step.dy!.data), step.dy!.shape);
+      layer.train(step.mode === 'train');
+      layer.forward(x);  // the full path, which makes the plan; then back to the fixture's state
+      layer.loadStateDict(initial, { strict: false });
+      layer.zeroGrad();
+      const tol = tolerance(c.dtype), y = layer.forward(x);
+      expectClose(y.data, step.y, tol, `${c.name}: y`);
+      expectClose(layer.backward(dy).data, step.dx!, tol, `${c.name}: dx`);
+      const s = step.state;
+      if (Array.isArray(s.weight_grad)) expectClose(layer.weight!.grad!, s.weight_grad, tol, `${c.name}: weight.grad`);
+      if (Array.isArray(s.bias_grad)) expectClose(layer.bias!.grad!, s.bias_grad, tol, `${c.name}: bias.grad`);
+      if (Array.isArray(s.running_mean)) expectClose(layer.runningMean!, s.running_mean, tol, `${c.name}: running_mean`);
+      if (Array.isArray(s.running_var)) expectClose(layer.runningVar!, s.running_var, tol, `${c.name}: running_var`);
+      expect(layer.forward(x).shape, `${c.name}: served by the plan`).toBe(y.shape);
+    }
+  });
+});
+
+describe('activation relu: with a plan in place, bad input still gets the full path\'s error and changes nothing', () => {
+  const make = () => {
+    const bn = new BatchNorm2d(3, { activation: 'relu' });
+    const x = tensorOf(Float32Array, [2, 3, 4, 4], 5), dy = tensorOf(Float32Array, [2, 3, 4, 4], 6);
+    bn.forward(x); bn.forward(x); bn.backward(dy);
+    return { bn, x, dy };
+  };
+  const cases: Array<[string, (p: ReturnType<typeof make>) => unknown, ErrorConstructor, RegExp]> = [
+    ['backward out aliasing dy', ({ bn, dy }) => bn.backward(dy, { out: dy.data }), RangeError, /out must not share memory with dy/],
+    ['residualOut after a forward without a residual', ({ bn, dy }) => bn.backward(dy, { residualOut: new Float32Array(96) }), TypeError, /residualOut needs a forward with a residual/],
+    ['dy of another shape', ({ bn }) => bn.backward(tensorOf(Float32Array, [2, 3, 8, 2], 1)), RangeError, /expected dy of the output's shape \[2, 3, 4, 4\] but got \[2, 3, 8, 2\]/],
+    ['dy of another dtype', ({ bn, dy }) => bn.backward({ data: Float64Array.from(dy.data), shape: dy.shape }), TypeError, /expected float32 dy/],
+    ['a residual of another shape', ({ bn, x }) => bn.forward(x, { residual: tensorOf(Float32Array, [2, 3, 16], 2) }), RangeError, /expected a residual of the input's shape/],
+    ['forward out aliasing the input', ({ bn, x }) => bn.forward(x, { out: x.data }), RangeError, /must not share memory/],
+  ];
+  for (const [name, act, type, message] of cases) {
+    it(name, () => {
+      const p = make();
+      expectRefused(p.bn, () => act(p), type, message);
+      expect(p.bn.residualGrad).toBeNull();
+    });
+  }
 });

@@ -9,7 +9,7 @@ import { checks, type OptionSpec } from '../options.js';
 import { getNumThreads } from '../runtime.js';
 import { allocate, checkTensor, isLike, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation } from './activation.js';
-import { batchNormPlan, channelArray, ChannelScratch, copyInto, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
+import { batchNormPlan, channelArray, ChannelScratch, copyInto, isPlanShape, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
 import { accumulateGrad, wantsGrad, type BackwardOptions, type ForwardOptions } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
@@ -110,13 +110,13 @@ export abstract class BatchNormBase extends NormBase {
 
   /**
    * forward for an input of the last full forward's shape and dtype, with nothing in the options but `out`: the
-   * same kernel call and bookkeeping as forwardSteps, without re-deriving the checks the plan stands for. null:
-   * anything else (another shape, a bad argument, an activation, a communicator, nonFinite other than
-   * 'propagate'), for the full path to check and run.
+   * same kernel call and bookkeeping as forwardSteps (and, with the activation, as Layer's activatedForward without
+   * a residual), without re-deriving the checks the plan stands for. null: anything else (another shape, a bad
+   * argument, a residual, a communicator, nonFinite other than 'propagate'), for the full path to check and run.
    */
   private planForward(x: unknown, options: unknown): Tensor | null {
     const plan = this.plan;
-    if (plan === null || plan.dtype !== this.dtype || this.activation !== null || !matchesPlan(plan, x)) return null;
+    if (plan === null || plan.dtype !== this.dtype || !matchesPlan(plan, x)) return null;
     const out = plainOut(plan, options, x.data);
     const C = this.numFeatures, { P, A, B, K } = plan.view;
     const weight = channelArray(plan, this.weight?.data, C), bias = channelArray(plan, this.bias?.data, C);
@@ -127,41 +127,69 @@ export abstract class BatchNormBase extends NormBase {
     if (bnTraining && (A * K < 2 || this.nonFinite !== 'propagate')) return null;
     const y = out ?? allocate(plan.dtype, plan.n);
     const s = (this.scratch ??= new ChannelScratch(C));
-    const stats = s.freeStats(this.saved?.mean);
+    const stats = s.freeStats(this.saved?.mean), relu = this.activation === 'relu';
     if (bnTraining) {
       const { gamma, beta } = s.params(weight, bias);
-      native().forwardTrain(P, A, B, K, getNumThreads(), x.data, y, this.eps, gamma, beta, stats.mean, s.m2, stats.invstd);
+      if (relu) {  // forwardTrain's arguments as core.ts passes them: no segments, position parameters or rms
+        native().forwardTrain(P, A, B, K, getNumThreads(), x.data, y, this.eps, gamma, beta, stats.mean, s.m2, stats.invstd,
+          1, null, null, false, true, null);
+      } else {
+        native().forwardTrain(P, A, B, K, getNumThreads(), x.data, y, this.eps, gamma, beta, stats.mean, s.m2, stats.invstd);
+      }
       const { tracked, factor } = this.momentumFactor(this.training && this.trackRunningStats);
       if (rm && rv) F.updateRunningStats(rm, rv, stats.mean, s.m2, A * K, factor);
       this.numBatchesTracked = tracked;
     } else {
       F.evalCoefs(rm!, rv!, this.eps, weight, bias, { mean: stats.mean, invstd: stats.invstd, scale: s.scale, shift: s.shift });
-      native().normalize(P, A, B, K, getNumThreads(), x.data, y, stats.mean, s.scale, s.shift, null, null);
+      if (relu) native().normalize(P, A, B, K, getNumThreads(), x.data, y, stats.mean, s.scale, s.shift, null, null, true, null);
+      else native().normalize(P, A, B, K, getNumThreads(), x.data, y, stats.mean, s.scale, s.shift, null, null);
     }
     const shape = plan.shape;
     this.saved = { x: { data: x.data, shape }, mean: stats.mean, invstd: stats.invstd, training: bnTraining, comm: null };
+    this.recordPlainActivation(shape);
     return { data: y, shape };
   }
 
-  /** backward after a forward of the plan's shape, as planForward (null: the full path). */
+  /**
+   * backward after a forward of the plan's shape, as planForward (null: the full path). With the activation: after a
+   * forward without a residual only, and `out` must not share dy's memory (Layer's activatedBackward refuses it).
+   */
   private planBackward(dy: unknown, options: unknown): Tensor | null {
     const plan = this.plan, saved = this.saved;
-    if (plan === null || saved === null || saved.x.shape !== plan.shape || saved.comm !== null || this.activation !== null) return null;
-    if (!matchesPlan(plan, dy)) return null;
+    if (plan === null || saved === null || saved.x.shape !== plan.shape || saved.comm !== null) return null;
+    const relu = this.activation === 'relu';
+    if ((relu && !isPlanShape(plan, this.plainActivationShape())) || !matchesPlan(plan, dy)) return null;
     const out = plainOut(plan, options, saved.x.data), weight = channelArray(plan, this.weight?.data, this.numFeatures);
     const { P, A, B, K } = plan.view;
     if (out === false || weight === undefined || (saved.training && A * K < 2)) return null;
+    if (relu && out !== undefined && out.buffer === dy.data.buffer) return null;
+    const bias = relu ? channelArray(plan, this.bias?.data, this.numFeatures) : null;
+    if (bias === undefined) return null;
     const dx = out ?? allocate(plan.dtype, plan.n);
     const s = (this.scratch ??= new ChannelScratch(this.numFeatures));
     const nb = native(), threads = getNumThreads(), paramGrads = wantsGrad(this.weight, this.bias);
     if (saved.training) {
-      nb.backwardTrain(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, saved.invstd, s.params(weight, null).gamma,
-        s.sumDy, s.sumDyXmu);
+      // The ReLU's mask is recomputed from the forward's beta (its gamma and statistics are the backward's own).
+      const { gamma, beta } = s.params(weight, bias);
+      if (relu) {
+        nb.backwardTrain(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, saved.invstd, gamma, s.sumDy, s.sumDyXmu,
+          1, null, null, null, false, true, null, null, beta, null);
+      } else {
+        nb.backwardTrain(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, saved.invstd, gamma, s.sumDy, s.sumDyXmu);
+      }
     } else {
-      if (paramGrads) nb.backwardReduce(P, A, B, K, threads, dy.data, saved.x.data, saved.mean, s.sumDy, s.sumDyXmu, null);
-      nb.backwardApply(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, F.scaled(saved.invstd, weight, s.scale),
-        null, null, null);
+      // Eval's dx = dy * weight * invstd; with the activation, the mask from the forward's normalize: its scale is
+      // the same invstd * weight (core.ts normalizeRelu), its shift the bias (0 without).
+      const a = F.scaled(saved.invstd, weight, s.scale), shift = bias ? copyInto(s.shift, bias) : s.shift.fill(0);
+      if (relu) {
+        if (paramGrads) nb.backwardReduce(P, A, B, K, threads, dy.data, saved.x.data, saved.mean, s.sumDy, s.sumDyXmu, null, true, null, null, a, shift);
+        nb.backwardApply(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, a, null, null, null, true, null, null, a, shift);
+      } else {
+        if (paramGrads) nb.backwardReduce(P, A, B, K, threads, dy.data, saved.x.data, saved.mean, s.sumDy, s.sumDyXmu, null);
+        nb.backwardApply(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, a, null, null, null);
+      }
     }
+    this.recordPlainBackward();
     if (this.weight && this.bias && paramGrads) {
       const g = s.paramGrads(plan.dtype);
       accumulateGrad(this.weight, F.weightGrad(s.sumDyXmu, saved.invstd, g.dweight));

@@ -29,15 +29,20 @@ export function isOfDtype(plan: CallPlan, a: unknown): a is FloatArray {
   return plan.dtype === 'float32' ? a instanceof Float32Array : a instanceof Float64Array;
 }
 
-/** Whether `t` is a tensor of the plan's dtype and shape, holding n elements (so its buffer is attached). */
-export function matchesPlan(plan: CallPlan | null, t: unknown): t is Tensor {
-  if (plan === null || typeof t !== 'object' || t === null) return false;
-  const { data, shape } = t as { data?: unknown; shape?: unknown };
-  if (!isOfDtype(plan, data) || data.length !== plan.n || !Array.isArray(shape)) return false;
+/** Whether `shape` is an array holding the plan's shape. */
+export function isPlanShape(plan: CallPlan, shape: unknown): boolean {
+  if (!Array.isArray(shape)) return false;
   const want = plan.shape;
   if (shape.length !== want.length) return false;
   for (let i = 0; i < want.length; i++) if (shape[i] !== want[i]) return false;
   return true;
+}
+
+/** Whether `t` is a tensor of the plan's dtype and shape, holding n elements (so its buffer is attached). */
+export function matchesPlan(plan: CallPlan | null, t: unknown): t is Tensor {
+  if (plan === null || typeof t !== 'object' || t === null) return false;
+  const { data, shape } = t as { data?: unknown; shape?: unknown };
+  return isOfDtype(plan, data) && data.length === plan.n && isPlanShape(plan, shape);
 }
 
 /**

@@ -56,6 +56,25 @@ export abstract class Layer extends Module {
     this.fused = activation;
   }
 
+  /**
+   * For a layer's fast path of repeated calls (call-plan.ts), which serves the activation without a residual only:
+   * the output shape of the last forward when it had the activation and no residual (null otherwise), ...
+   */
+  protected plainActivationShape(): readonly number[] | null {
+    const saved = this.activationSaved;
+    return this.fused === 'relu' && saved !== null && saved.residual === null ? saved.shape : null;
+  }
+
+  /** ... what activatedForward records after such a forward (nothing without the activation), ... */
+  protected recordPlainActivation(shape: readonly number[]): void {
+    if (this.fused === 'relu') this.activationSaved = { residual: null, shape };
+  }
+
+  /** ... and what activatedBackward records after a backward of one: no residual gradient. */
+  protected recordPlainBackward(): void {
+    if (this.fused === 'relu') this.lastResidualGrad = null;
+  }
+
   /** The dtype of the parameters and statistics, and of the inputs accepted. Changed by `to(dtype)`. */
   get dtype(): DType {
     return this.layerDtype;

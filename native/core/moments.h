@@ -109,16 +109,32 @@ inline void tail_lanes(LaneVec& t, int64_t n, int q, F&& term) {
     if (4 * q + k < n) t[k] = term(4 * q + k);
 }
 
+// One whole chunk of kLanes elements of each reduction below (add_dot_centered_chunk: after NoColumns): lane j gets
+// element j. The runs' loops and the small shapes' chunk walks (norm.h for_each_chunk) share them, so both make the
+// same operations: the same bits.
+template <typename T>
+NK_ALWAYS_INLINE inline void add_chunk(Lanes& acc, const T* x) {
+  for (int q = 0; q < kLaneVecs; ++q) {
+    LaneVec xv;
+    load_lanes(xv, x + 4 * q);
+    acc.v[q] += xv;
+  }
+}
+template <typename T>
+NK_ALWAYS_INLINE inline void add_centered_squares_chunk(Lanes& acc, const T* x, const LaneVec& m) {
+  for (int q = 0; q < kLaneVecs; ++q) {
+    LaneVec d;
+    load_lanes(d, x + 4 * q);
+    d -= m;
+    acc.v[q] += d * d;
+  }
+}
+
 // acc[j] += x[i + j] chunk by chunk; the tail goes to the first lanes.
 template <typename T>
 inline void add_run(Lanes& acc, const T* x, int64_t len) {
   int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes)
-    for (int q = 0; q < kLaneVecs; ++q) {
-      LaneVec xv;
-      load_lanes(xv, x + i + 4 * q);
-      acc.v[q] += xv;
-    }
+  for (; i + kLanes <= len; i += kLanes) add_chunk(acc, x + i);
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;
     LaneVec t;
@@ -132,13 +148,7 @@ template <typename T>
 inline void add_centered_squares(Lanes& acc, const T* x, int64_t len, double mean) {
   int64_t i = 0;
   const LaneVec m = {mean, mean, mean, mean};
-  for (; i + kLanes <= len; i += kLanes)
-    for (int q = 0; q < kLaneVecs; ++q) {
-      LaneVec d;
-      load_lanes(d, x + i + 4 * q);
-      d -= m;
-      acc.v[q] += d * d;
-    }
+  for (; i + kLanes <= len; i += kLanes) add_centered_squares_chunk(acc, x + i, m);
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;
     LaneVec d;
@@ -154,6 +164,27 @@ struct NoColumns {
   void tail(int64_t, int64_t) const {}
 };
 
+// One chunk of add_dot_centered from element j of its run: a[q] += dy * w, b[q] += dy * w * (x - mean), and
+// cols(j + 4q, dy, x - mean) for each vector q.
+template <typename T, typename Columns = NoColumns>
+NK_ALWAYS_INLINE inline void add_dot_centered_chunk(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w,
+                                                    const LaneVec& m, const Columns& cols = Columns{}, int64_t j = 0) {
+  for (int q = 0; q < kLaneVecs; ++q) {
+    LaneVec d, c;
+    load_lanes(d, dy + 4 * q);
+    load_lanes(c, x + 4 * q);
+    c -= m;
+    cols(j + 4 * q, d, c);
+    if (w) {
+      LaneVec wv;
+      load_lanes(wv, w + 4 * q);
+      d *= wv;
+    }
+    a.v[q] += d;
+    b.v[q] += d * c;
+  }
+}
+
 // a[j] += dy * w and b[j] += dy * w * (x - mean) over a run, in kLanes lanes (as moments.h); w may be null.
 // cols(j, dy[j..j+4), x[j..j+4) - mean) for every 4 elements of the lane body, cols.tail(j, n) for the n after it.
 template <typename T, typename Columns = NoColumns>
@@ -161,21 +192,7 @@ inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const 
                              const Columns& cols = Columns{}) {
   int64_t i = 0;
   const LaneVec m = {mean, mean, mean, mean};
-  for (; i + kLanes <= len; i += kLanes)
-    for (int q = 0; q < kLaneVecs; ++q) {
-      LaneVec d, c;
-      load_lanes(d, dy + i + 4 * q);
-      load_lanes(c, x + i + 4 * q);
-      c -= m;
-      cols(i + 4 * q, d, c);
-      if (w) {
-        LaneVec wv;
-        load_lanes(wv, w + i + 4 * q);
-        d *= wv;
-      }
-      a.v[q] += d;
-      b.v[q] += d * c;
-    }
+  for (; i + kLanes <= len; i += kLanes) add_dot_centered_chunk(a, b, dy + i, x + i, w ? w + i : nullptr, m, cols, i);
   cols.tail(i, len - i);
   // The tail with 0 in the unused lanes, as moments.h tail_lanes (0 * 0 adds +0.0 to b).
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants

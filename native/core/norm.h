@@ -47,11 +47,47 @@ inline GroupCoefs<T> make_coefs(const Geometry& g, const double* mean, const dou
 // Statistics: mean and M2 = sum((x - mean)^2) of every group.
 // ---------------------------------------------------------------------------------------------------------------
 
+// Whether the elements [begin, end) of a group are whole runs of whole kLanes chunks (K a multiple of kLanes, the
+// range on run boundaries; NCHW with a spatial size of 32, 64, ...): the reductions then need no tail, and
+// for_each_chunk walks them with their lanes kept in registers (for_each_run's general walk, with a tail per run,
+// kept them in memory: loads and stores of 8 vectors around every 64-element run of a small tensor).
+inline bool whole_chunks(const Geometry& g, int64_t begin, int64_t end) {
+  return g.K % kLanes == 0 && begin % g.K == 0 && end % g.K == 0;
+}
+
+// f(offset, k) for every kLanes chunk of those runs (k: its position in its run), in for_each_run's order (run by
+// run, each from its start): each chunk's elements go to the lanes for_each_run's add_run would give them.
+template <typename F>
+NK_ALWAYS_INLINE inline void for_each_chunk(const Geometry& g, int64_t group, int64_t begin, int64_t end, F&& f) {
+  const int64_t p = group / g.B, b = group % g.B, stride = g.B * g.K;
+  const int64_t base = (p * g.A * g.B + b) * g.K;
+  for (int64_t a = begin / g.K; a < end / g.K; ++a)
+    for (int64_t k = 0; k < g.K; k += kLanes) f(base + a * stride + k, k);
+}
+
+// Sum, then centered squares of a tile of whole chunks (see whole_chunks): tile_moments' two passes.
+template <typename T>
+void chunk_moments(const T* x, const Geometry& g, int64_t group, int64_t begin, int64_t end, double& mean_out,
+                   double& m2_out) {
+  Lanes acc{};
+  for_each_chunk(g, group, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE { add_chunk(acc, x + off); });
+  const double mean = combine_lanes(acc) / static_cast<double>(end - begin);
+  const LaneVec m = {mean, mean, mean, mean};
+  Lanes sq{};
+  for_each_chunk(g, group, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE { add_centered_squares_chunk(sq, x + off, m); });
+  mean_out = mean; m2_out = combine_lanes(sq);
+}
+
 // Moments of one tile of one group: two passes over the (cache-resident) tile.
 template <typename T>
 inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t group, int64_t tile, double& n_out,
                          double& mean_out, double& m2_out) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
+  if (end > begin && whole_chunks(g, begin, end) && end >= g.group_size()) {  // the group's only or last tile
+    n_out = static_cast<double>(end - begin);
+    chunk_moments(x, g, group, begin, end, mean_out, m2_out);
+    return;
+  }
   Lanes acc{};
   for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_run(acc, x + off, len); });
   const double n = static_cast<double>(end - begin), mean = n > 0 ? combine_lanes(acc) / n : 0.0;
@@ -215,7 +251,33 @@ inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g,
                              int64_t tile, T hi, T lo, T s, T t, T a, PositionParams<T> pos, bool stream,
                              const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
-  // Two loops, so that the common one (no activation) inlines elementwise_run: a call per run costs short runs.
+  // Separate loops, so that the common ones inline their run function: a call per run costs short runs. The
+  // plainest (no activation, no position parameters, no streaming: every small call) gets one loop per form, with
+  // no branch left per run (an [8,16,8,8] forward spent more on the 128 runs' dispatch than on their elements).
+  if (!act && !pos.w && !pos.b && !stream) {
+    if (whole_chunks(g, begin, end)) {  // runs cut in chunks of a constant length: no loop remainder per run
+      if (dy) {
+        for_each_chunk(g, grp, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE {
+          affine_run(x + off, dy + off, out + off, kLanes, hi, lo, s, t, a);
+        });
+      } else {
+        for_each_chunk(g, grp, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE {
+          affine_run(x + off, static_cast<const T*>(nullptr), out + off, kLanes, hi, lo, s, t, a);
+        });
+      }
+      return;
+    }
+    if (dy) {
+      for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t) NK_ALWAYS_INLINE {
+        affine_run(x + off, dy + off, out + off, len, hi, lo, s, t, a);
+      });
+    } else {
+      for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t) NK_ALWAYS_INLINE {
+        affine_run(x + off, static_cast<const T*>(nullptr), out + off, len, hi, lo, s, t, a);
+      });
+    }
+    return;
+  }
   if (!act) {
     for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
       elementwise_run(x + off, dy ? dy + off : nullptr, out + off, len, k0, hi, lo, s, t, a, pos, stream);
@@ -377,6 +439,18 @@ struct ParamColumns {
 // Where a backward without the ReLU adds a row's column partials while it reads the row for its sums.
 struct ColumnPartials { double* w; double* b; double inv; };
 
+// tile_grad_sums of a tile of whole chunks (see whole_chunks), without the ReLU.
+template <typename T>
+void chunk_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, int64_t grp, int64_t begin, int64_t end,
+                     double mean, double& s_dy, double& s_dyx) {
+  const LaneVec m = {mean, mean, mean, mean};
+  Lanes a{}, b{};
+  for_each_chunk(g, grp, begin, end, [&](int64_t off, int64_t k) NK_ALWAYS_INLINE {
+    add_dot_centered_chunk(a, b, dy + off, x + off, w ? w + k : nullptr, m);
+  });
+  s_dy = combine_lanes(a); s_dyx = combine_lanes(b);
+}
+
 // sum(dy * w) and sum(dy * w * (x - mean)) of one tile of one group (dz for dy with act, core/relu.h). cols (A == 1,
 // no act): also the row's share of the weight/bias column partials, from the same read.
 template <typename T>
@@ -384,6 +458,10 @@ inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& 
                            int64_t tile, double mean, double& s_dy, double& s_dyx, const Relu<T>* act = nullptr,
                            const ColumnPartials* cols = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
+  if (!act && !cols && end > begin && whole_chunks(g, begin, end)) {
+    chunk_grad_sums(dy, x, w, g, grp, begin, end, mean, s_dy, s_dyx);
+    return;
+  }
   Lanes a{}, b{};
   if (cols) {
     for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
