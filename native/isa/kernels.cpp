@@ -71,8 +71,7 @@ void backward_apply_entry(const T* dy, const T* x, T* dx, Shape4 g, const double
                           const double* b, const double* c, const T* w, double* scratch, int threads,
                           const ReluArgs<T>* relu) {
   const Relu<T> act = relu ? normalize_backward_relu(g, mean, x, *relu, scratch) : Relu<T>{};
-  // Last task first: SyncBatchNorm calls it right after backward_reduce read dy and x front to back.
-  backward_apply<T>(dy, x, dx, geo(g), mean, a, b, c, w, scratch, threads, /*reverse=*/true, relu ? &act : nullptr);
+  backward_apply<T>(dy, x, dx, geo(g), mean, a, b, c, w, scratch, threads, false, relu ? &act : nullptr);
 }
 template <typename T>
 void param_grad_entry(const T* dy, const T* x, Shape4 g, const double* mean, const double* invstd, double* dw,
