@@ -137,7 +137,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
         for (int64_t t = 0; t < cpl.tiles; ++t)
           elementwise_tile<T>(x, nullptr, y, cg, cpl, c, t, hi, lo, s, sh, T(0), af.pos, stream, act);
       }
-    }, [&] { if (stream) stream_fence(); });
+    }, fence_streams(stream));
     return;
   }
   if (waves(g, pl, sizeof(T), threads) && (af.segments == 1 || g.A == 1)) {
@@ -155,7 +155,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
         T hi, lo, s, sh;
         segment_coefs(af, mean, invstd, c, hi, lo, s, sh);
         elementwise_tile<T>(x, nullptr, y, cg, cpl, c, task % cpl.tiles, hi, lo, s, sh, T(0), af.pos, stream, act);
-      }, [&] { if (stream) stream_fence(); });
+      }, fence_streams(stream));
     }
     return;
   }
@@ -252,7 +252,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
         }
         if (columns && act) param_grad_row(cw, cb, dy, x, grp, K, mu, invstd[grp], act);
       }
-    }, [&] { if (stream) stream_fence(); });
+    }, fence_streams(stream));
     if (columns) finish_param_grad(pw, pb, blocks, K, dw, db);
     return;
   }
@@ -279,7 +279,7 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
         const int64_t task = seg_tasks - 1 - i, c = grp * seg + task / cpl.tiles;
         elementwise_tile<T>(x, dy, dx, cg, cpl, c, task % cpl.tiles, hi, lo, static_cast<T>(b), static_cast<T>(cc),
                             static_cast<T>(segment_scale(af.gamma, seg, c, a)), af.pos, stream, act);
-      }, [&] { if (stream) stream_fence(); });
+      }, fence_streams(stream));
     }
     return;
   }

@@ -319,7 +319,7 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
       const int64_t grp = task / pl.tiles;
       elementwise_tile(x, dy, out, g, pl, grp, task % pl.tiles, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp],
                        a ? a[grp] : T(0), pos, stream, act);
-    }, [&] { if (stream) stream_fence(); });
+    }, fence_streams(stream));
     return;
   }
   // Row walk (A > 1): no position parameters here, the glue only allows them with A == 1.
@@ -348,7 +348,7 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
         }
       }
     }
-  }, [&] { if (stream) stream_fence(); });
+  }, fence_streams(stream));
 }
 
 // y = ((x - mean) * scale + shift), per group; with position params y = (x - mean) * scale * w[k] + b[k]. act: the

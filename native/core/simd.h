@@ -160,3 +160,8 @@ inline void stream_fence() {}
 #else
 inline void stream_fence() { _mm_sfence(); }
 #endif
+
+// The `done` of a parallel_for whose tasks may stream (core/parallel.h): each thread fences its own stores once.
+inline auto fence_streams(bool stream) {
+  return [stream] { if (stream) stream_fence(); };
+}
