@@ -180,8 +180,9 @@ export abstract class BatchNormBase extends NormBase {
     } else {
       // Eval's dx = dy * weight * invstd; with the activation, the mask from the forward's normalize: its scale is
       // the same invstd * weight (core.ts normalizeRelu), its shift the bias (0 without).
-      const a = F.scaled(saved.invstd, weight, s.scale), shift = bias ? copyInto(s.shift, bias) : s.shift.fill(0);
+      const a = F.scaled(saved.invstd, weight, s.scale);
       if (relu) {
+        const shift = bias ? copyInto(s.shift, bias) : s.shift.fill(0);
         if (paramGrads) nb.backwardReduce(P, A, B, K, threads, dy.data, saved.x.data, saved.mean, s.sumDy, s.sumDyXmu, null, true, null, null, a, shift);
         nb.backwardApply(P, A, B, K, threads, dy.data, saved.x.data, dx, saved.mean, a, null, null, null, true, null, null, a, shift);
       } else {
