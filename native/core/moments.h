@@ -86,6 +86,12 @@ inline void load_lanes(LaneVec& v, const float* p) {
 // of the additions themselves on 64-element runs). Value-initialize: `Lanes acc{};` is all zeros.
 struct Lanes {
   LaneVec v[kLaneVecs];
+  // All zeros, one vector at a time: value-initializing the array (`Lanes acc{}` without this) became a memset, which
+  // GCC emits as rep stos (a ~35-cycle start) followed by loads of what it stored, twice per tile.
+  NK_ALWAYS_INLINE Lanes() {
+#pragma GCC unroll 8
+    for (int q = 0; q < kLaneVecs; ++q) v[q] = LaneVec{0.0, 0.0, 0.0, 0.0};
+  }
 };
 
 // acc[j] += acc[j + w] for w = 16, 8, 4, 2, 1: the pairwise tree, lane for lane.
