@@ -100,6 +100,43 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
   n_out = n; mean_out = mean; m2_out = combine_lanes(sq);
 }
 
+// Small tensors on one thread whose groups are one tile each, strided (A > 1: a small NCHW batch): the passes walk
+// run by run in memory order, each group's lanes kept in a buffer between its runs, instead of group by group, whose
+// runs are B * K elements apart (the prefetchers follow that poorly: the tensor is in L2, and every run missed L1).
+// Each group's lanes get its runs in the group walk's order (a ascending) from the same run functions, and its
+// elements the same operations: the same bits. [8,16,8,8] float32 on the AVX2 host, kernels alone (best of 5 runs):
+// statistics 2.1 -> 1.7 us, eval's normalize 1.4 -> 1.1 us (1.8 -> 1.3 with arrays 16 bytes off a 32-byte boundary, as
+// JavaScript's allocator leaves them half of the time), training forward 3.4-4.1 -> 2.9-3.2 us.
+constexpr int64_t kMemoryOrderGroups = 64;  // groups per p: the lanes live on the stack, 16 KB per reduction
+
+inline bool walks_memory_order(const Geometry& g, const Plan& pl, int threads) {
+  return threads == 1 && !pl.row_walk && pl.tiles == 1 && g.A > 1 && g.K > 0 && g.B <= kMemoryOrderGroups;
+}
+
+// f(off, b) for every run of p in memory order: row a, then group b of the row.
+template <typename F>
+NK_ALWAYS_INLINE inline void for_each_run_in_memory_order(const Geometry& g, int64_t p, F&& f) {
+  for (int64_t a = 0; a < g.A; ++a)
+    for (int64_t b = 0; b < g.B; ++b) f(((p * g.A + a) * g.B + b) * g.K, b);
+}
+
+// tile_moments of every group (one tile each), in memory order.
+template <typename T>
+void moments_in_memory_order(const T* x, const Geometry& g, double* mean, double* m2) {
+  Lanes lanes[kMemoryOrderGroups];
+  const double n = static_cast<double>(g.group_size());
+  for (int64_t p = 0; p < g.P; ++p) {
+    double* mp = mean + p * g.B; double* m2p = m2 + p * g.B;
+    for (int64_t b = 0; b < g.B; ++b) lanes[b] = Lanes();
+    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) { add_run(lanes[b], x + off, g.K); });
+    for (int64_t b = 0; b < g.B; ++b) mp[b] = combine_lanes(lanes[b]) / n, lanes[b] = Lanes();
+    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) {
+      add_centered_squares(lanes[b], x + off, g.K, mp[b]);
+    });
+    for (int64_t b = 0; b < g.B; ++b) m2p[b] = combine_lanes(lanes[b]);
+  }
+}
+
 template <typename T>
 void moments_group_walk(const T* x, const Geometry& g, const Plan& pl, double* pn, double* pmean, double* pm2,
                         int threads) {
@@ -181,7 +218,9 @@ void moments(const T* x, const Geometry& g, double* mean, double* m2, double* sc
   const Plan pl = make_plan(g);
   threads = threads_for(g, threads);
   double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
-  if (!pl.row_walk) {
+  if (walks_memory_order(g, pl, threads)) {
+    moments_in_memory_order(x, g, mean, m2);
+  } else if (!pl.row_walk) {
     moments_group_walk(x, g, pl, pn, pmean, pm2, threads);
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
@@ -305,6 +344,21 @@ inline void elementwise_row_relu(const T* x, const T* dy, T* out, int64_t off, i
   else scale_grad_relu(act->x + off, x + off, r, dr, out + off, B, ColumnScale<T>{s}, f, stream);
 }
 
+// The elementwise pass of every group (one tile each) in memory order (see walks_memory_order): the same run
+// functions as elementwise_tile, run by run.
+template <typename T>
+void elementwise_in_memory_order(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c,
+                                 const T* a, const Relu<T>* act) {
+  for (int64_t p = 0; p < g.P; ++p)
+    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) {
+      const int64_t grp = p * g.B + b;
+      const T ag = a ? a[grp] : T(0);
+      if (act) elementwise_run_relu(x, dy, out, off, g.K, 0, grp, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag,
+                                    PositionParams<T>{nullptr, nullptr}, false, act);
+      else affine_run(x + off, dy ? dy + off : nullptr, out + off, g.K, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag);
+    });
+}
+
 // reverse: walk the tasks last to first. Right after a pass that read the whole tensor (the statistics), the
 // last-read part is still in L3; starting there turns part of the second DRAM read into cache hits.
 template <typename T>
@@ -313,6 +367,10 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
   const Plan pl = make_plan(g);
   threads = threads_for(g, threads);
   const bool stream = streams<T>(g);
+  if (walks_memory_order(g, pl, threads) && !stream && !pos.w && !pos.b) {
+    elementwise_in_memory_order(x, dy, out, g, c, a, act);
+    return;
+  }
   if (!pl.row_walk) {
     parallel_for(pl.tasks, threads, [&](int64_t i) {
       const int64_t task = reverse ? pl.tasks - 1 - i : i;
@@ -500,12 +558,33 @@ void row_grad_sums_relu(const Relu<T>& act, const T* dy, const T* x, int64_t off
   }
 }
 
+// tile_grad_sums of every group (one tile each, no position weights), in memory order (see walks_memory_order).
+template <typename T>
+void grad_sums_in_memory_order(const T* dy, const T* x, const Geometry& g, const double* mean, double* sum_dy,
+                               double* sum_dyx, const Relu<T>* act) {
+  Lanes la[kMemoryOrderGroups], lb[kMemoryOrderGroups];
+  for (int64_t p = 0; p < g.P; ++p) {
+    for (int64_t b = 0; b < g.B; ++b) la[b] = Lanes(), lb[b] = Lanes();
+    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) {
+      const int64_t grp = p * g.B + b;
+      if (act) run_grad_sums_relu(*act, la[b], lb[b], dy, x, static_cast<const T*>(nullptr), grp, off, g.K, 0, mean[grp]);
+      else add_dot_centered(la[b], lb[b], dy + off, x + off, static_cast<const T*>(nullptr), g.K, mean[grp]);
+    });
+    for (int64_t b = 0; b < g.B; ++b)
+      sum_dy[p * g.B + b] = combine_lanes(la[b]), sum_dyx[p * g.B + b] = combine_lanes(lb[b]);
+  }
+}
+
 template <typename T>
 void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* mean, const T* w, double* sum_dy,
                      double* sum_dy_xmu, double* scratch, int threads, const Relu<T>* act = nullptr) noexcept {
   const Plan pl = make_plan(g);
   threads = threads_for(g, threads);
   double* p_dy = scratch; double* p_dyx = scratch + pl.partials;
+  if (walks_memory_order(g, pl, threads) && !w) {
+    grad_sums_in_memory_order(dy, x, g, mean, sum_dy, sum_dy_xmu, act);
+    return;
+  }
   if (!pl.row_walk) {
     parallel_for(pl.tasks, threads, [&](int64_t task) {
       tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean[task / pl.tiles], p_dy[task], p_dyx[task],
