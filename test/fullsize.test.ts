@@ -65,6 +65,8 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   { shape: [65536, 512], channelsLast: false, path: '2-D row walk, streaming', dtype: 'float32' },
   { shape: [8192, 1024], channelsLast: false, path: '2-D row walk that fits in L3', dtype: 'float32' },
   { shape: [32, 128, 56, 56], channelsLast: false, path: 'fused walk in float64, streaming', dtype: 'float64' },
+  { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row: one thread, each pass in memory order', dtype: 'float32' },
+  { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row in float64: one thread, memory order', dtype: 'float64' },
 ];
 
 describe('batch norm at bench size against the float64 reference', () => {
@@ -195,6 +197,7 @@ const FUSED: Array<{ shape: number[]; channelsLast?: boolean; dtype?: DT; residu
   { shape: [64, 56, 56, 128], channelsLast: true, residual: true, eval: true },
   { shape: [8192, 1024], residual: false, eval: true },
   { shape: [32, 128, 56, 56], dtype: 'float64', residual: true, eval: false },
+  { shape: [8, 16, 8, 8], residual: true, eval: true },
 ];
 
 describe('the fused ReLU (and residual) on every fast path at bench size, against the float64 reference', () => {

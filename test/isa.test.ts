@@ -32,6 +32,9 @@ const CASES: Case[] = [
   { name: 'BatchNorm2d NCHW + ReLU + residual', layer: 'BatchNorm2d', args: [61], options: { activation: 'relu' }, residual: true, shape: [15, 61, 67, 69], dtype: 'float32', gr: byChannel([15, 61, 67, 69], false), eps: 1e-5 },
   { name: 'BatchNorm1d 2-D row walk + ReLU', layer: 'BatchNorm1d', args: [263], options: { activation: 'relu' }, shape: [16383, 263], dtype: 'float32', gr: byChannel([16383, 263], false), eps: 1e-5 },
   { name: 'BatchNorm2d float64 + ReLU + residual', layer: 'BatchNorm2d', args: [33], options: { activation: 'relu' }, residual: true, shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
+  // Small strided batches walk each pass in memory order on one thread; runs of a chunk and a tail.
+  { name: 'BatchNorm2d small NCHW, memory-order walk', layer: 'BatchNorm2d', args: [7], shape: [5, 7, 4, 13], dtype: 'float32', gr: byChannel([5, 7, 4, 13], false), eps: 1e-5 },
+  { name: 'BatchNorm2d small float64 + ReLU + residual, memory-order walk', layer: 'BatchNorm2d', args: [9], options: { activation: 'relu' }, residual: true, shape: [3, 9, 5, 7], dtype: 'float64', gr: byChannel([3, 9, 5, 7], false), eps: 1e-5 },
   { name: 'LayerNorm + ReLU + residual', layer: 'LayerNorm', args: [517], options: { activation: 'relu' }, residual: true, shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), eps: 1e-5 },
 ];
 
