@@ -107,17 +107,26 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
 // elements the same operations: the same bits. [8,16,8,8] float32 on the AVX2 host, kernels alone (best of 5 runs):
 // statistics 2.1 -> 1.7 us, eval's normalize 1.4 -> 1.1 us (1.8 -> 1.3 with arrays 16 bytes off a 32-byte boundary, as
 // JavaScript's allocator leaves them half of the time), training forward 3.4-4.1 -> 2.9-3.2 us.
-constexpr int64_t kMemoryOrderGroups = 64;  // groups per p: the lanes live on the stack, 16 KB per reduction
+// The reductions keep the lanes of up to this many groups on the stack (16 KB per reduction); more groups are walked
+// in blocks of this many, each block row by row.
+constexpr int64_t kMemoryOrderGroups = 64;
 
 inline bool walks_memory_order(const Geometry& g, const Plan& pl, int threads) {
-  return threads == 1 && !pl.row_walk && pl.tiles == 1 && g.A > 1 && g.K > 0 && g.B <= kMemoryOrderGroups;
+  return threads == 1 && !pl.row_walk && pl.tiles == 1 && g.A > 1 && g.K > 0;
 }
 
-// f(off, b) for every run of p in memory order: row a, then group b of the row.
+// f(off, b) for every run of groups [b0, b1) of p in memory order: row a, then group b of the row.
 template <typename F>
-NK_ALWAYS_INLINE inline void for_each_run_in_memory_order(const Geometry& g, int64_t p, F&& f) {
+NK_ALWAYS_INLINE inline void for_each_run_in_memory_order(const Geometry& g, int64_t p, int64_t b0, int64_t b1, F&& f) {
   for (int64_t a = 0; a < g.A; ++a)
-    for (int64_t b = 0; b < g.B; ++b) f(((p * g.A + a) * g.B + b) * g.K, b);
+    for (int64_t b = b0; b < b1; ++b) f(((p * g.A + a) * g.B + b) * g.K, b);
+}
+
+// f(grp, b0, b1) for every block of at most kMemoryOrderGroups groups: first group index, and the block in p.
+template <typename F>
+inline void for_each_group_block(const Geometry& g, F&& f) {
+  for (int64_t p = 0; p < g.P; ++p)
+    for (int64_t b0 = 0; b0 < g.B; b0 += kMemoryOrderGroups) f(p * g.B + b0, p, b0, min_i64(g.B, b0 + kMemoryOrderGroups));
 }
 
 // tile_moments of every group (one tile each), in memory order.
@@ -125,16 +134,15 @@ template <typename T>
 void moments_in_memory_order(const T* x, const Geometry& g, double* mean, double* m2) {
   Lanes lanes[kMemoryOrderGroups];
   const double n = static_cast<double>(g.group_size());
-  for (int64_t p = 0; p < g.P; ++p) {
-    double* mp = mean + p * g.B; double* m2p = m2 + p * g.B;
-    for (int64_t b = 0; b < g.B; ++b) lanes[b] = Lanes();
-    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) { add_run(lanes[b], x + off, g.K); });
-    for (int64_t b = 0; b < g.B; ++b) mp[b] = combine_lanes(lanes[b]) / n, lanes[b] = Lanes();
-    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) {
-      add_centered_squares(lanes[b], x + off, g.K, mp[b]);
+  for_each_group_block(g, [&](int64_t grp, int64_t p, int64_t b0, int64_t b1) {  // group b: lanes[b - b0]
+    for (int64_t i = 0; i < b1 - b0; ++i) lanes[i] = Lanes();
+    for_each_run_in_memory_order(g, p, b0, b1, [&](int64_t off, int64_t b) { add_run(lanes[b - b0], x + off, g.K); });
+    for (int64_t i = 0; i < b1 - b0; ++i) mean[grp + i] = combine_lanes(lanes[i]) / n, lanes[i] = Lanes();
+    for_each_run_in_memory_order(g, p, b0, b1, [&](int64_t off, int64_t b) {
+      add_centered_squares(lanes[b - b0], x + off, g.K, mean[grp + b - b0]);
     });
-    for (int64_t b = 0; b < g.B; ++b) m2p[b] = combine_lanes(lanes[b]);
-  }
+    for (int64_t i = 0; i < b1 - b0; ++i) m2[grp + i] = combine_lanes(lanes[i]);
+  });
 }
 
 template <typename T>
@@ -350,7 +358,7 @@ template <typename T>
 void elementwise_in_memory_order(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c,
                                  const T* a, const Relu<T>* act) {
   for (int64_t p = 0; p < g.P; ++p)
-    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) {
+    for_each_run_in_memory_order(g, p, 0, g.B, [&](int64_t off, int64_t b) {
       const int64_t grp = p * g.B + b;
       const T ag = a ? a[grp] : T(0);
       if (act) elementwise_run_relu(x, dy, out, off, g.K, 0, grp, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag,
@@ -563,16 +571,15 @@ template <typename T>
 void grad_sums_in_memory_order(const T* dy, const T* x, const Geometry& g, const double* mean, double* sum_dy,
                                double* sum_dyx, const Relu<T>* act) {
   Lanes la[kMemoryOrderGroups], lb[kMemoryOrderGroups];
-  for (int64_t p = 0; p < g.P; ++p) {
-    for (int64_t b = 0; b < g.B; ++b) la[b] = Lanes(), lb[b] = Lanes();
-    for_each_run_in_memory_order(g, p, [&](int64_t off, int64_t b) {
-      const int64_t grp = p * g.B + b;
-      if (act) run_grad_sums_relu(*act, la[b], lb[b], dy, x, static_cast<const T*>(nullptr), grp, off, g.K, 0, mean[grp]);
-      else add_dot_centered(la[b], lb[b], dy + off, x + off, static_cast<const T*>(nullptr), g.K, mean[grp]);
+  for_each_group_block(g, [&](int64_t grp0, int64_t p, int64_t b0, int64_t b1) {  // group b: la[b - b0], lb[b - b0]
+    for (int64_t i = 0; i < b1 - b0; ++i) la[i] = Lanes(), lb[i] = Lanes();
+    for_each_run_in_memory_order(g, p, b0, b1, [&](int64_t off, int64_t b) {
+      const int64_t i = b - b0, grp = grp0 + i;
+      if (act) run_grad_sums_relu(*act, la[i], lb[i], dy, x, static_cast<const T*>(nullptr), grp, off, g.K, 0, mean[grp]);
+      else add_dot_centered(la[i], lb[i], dy + off, x + off, static_cast<const T*>(nullptr), g.K, mean[grp]);
     });
-    for (int64_t b = 0; b < g.B; ++b)
-      sum_dy[p * g.B + b] = combine_lanes(la[b]), sum_dyx[p * g.B + b] = combine_lanes(lb[b]);
-  }
+    for (int64_t i = 0; i < b1 - b0; ++i) sum_dy[grp0 + i] = combine_lanes(la[i]), sum_dyx[grp0 + i] = combine_lanes(lb[i]);
+  });
 }
 
 template <typename T>
