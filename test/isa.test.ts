@@ -1,9 +1,8 @@
 // Every SIMD path this CPU supports, each forced with NORMKIT_ISA in a child process (the choice is made once at
-// load), runs every kernel — the fused training forward and backward, channel waves, the row walk, the
-// weight-gradient column reduction, streaming stores and odd tails, the fused ReLU and residual — and each path's
-// results are checked against
-// the independent float64 reference. Which paths must be exercised comes from /proc/cpuinfo, not from the
-// addon's own CPUID detection, so a detection bug cannot hide a path.
+// load), runs every kernel — the fused training forward and backward, channel waves, the row walk, the memory-order
+// walk of small batches, the weight-gradient column reduction, streaming stores and odd tails, the fused ReLU and
+// residual — and each path's results are checked against the independent float64 reference. Which paths must be
+// exercised comes from /proc/cpuinfo, not from the addon's own CPUID detection, so a detection bug cannot hide a path.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
