@@ -16,7 +16,7 @@ const root = join(__dirname, '..');
 
 // Outputs of 4M+ elements (over the 16 MB streaming threshold in float32), with odd sizes for the tails.
 interface Case {
-  name: string; layer: string; args: number[]; options?: { activation?: 'relu'; eps?: number }; shape: number[];
+  name: string; layer: string; args: number[]; options?: { activation?: 'relu'; eps?: number; channelsLast?: boolean }; shape: number[];
   dtype: 'float32' | 'float64'; gr: Grouping; rms?: boolean; eps: number; residual?: boolean;
 }
 const CASES: Case[] = [
@@ -33,9 +33,17 @@ const CASES: Case[] = [
   { name: 'BatchNorm2d float64 + ReLU + residual', layer: 'BatchNorm2d', args: [33], options: { activation: 'relu' }, residual: true, shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
   // Small strided batches walk each pass in memory order on one thread; runs of a chunk and a tail.
   { name: 'BatchNorm2d small NCHW, memory-order walk', layer: 'BatchNorm2d', args: [7], shape: [5, 7, 4, 13], dtype: 'float32', gr: byChannel([5, 7, 4, 13], false), eps: 1e-5 },
+  { name: 'BatchNorm2d small NCHW, memory-order walk over blocks of channels', layer: 'BatchNorm2d', args: [150], shape: [2, 150, 10, 10], dtype: 'float32', gr: byChannel([2, 150, 10, 10], false), eps: 1e-5 },
+  { name: 'GroupNorm channels-last, memory-order statistics per sample', layer: 'GroupNorm', args: [4, 64], options: { channelsLast: true }, shape: [3, 5, 6, 64], dtype: 'float32', gr: bySampleGroupLast([3, 5, 6, 64], 4), eps: 1e-5 },
   { name: 'BatchNorm2d small float64 + ReLU + residual, memory-order walk', layer: 'BatchNorm2d', args: [9], options: { activation: 'relu' }, residual: true, shape: [3, 9, 5, 7], dtype: 'float64', gr: byChannel([3, 9, 5, 7], false), eps: 1e-5 },
   { name: 'LayerNorm + ReLU + residual', layer: 'LayerNorm', args: [517], options: { activation: 'relu' }, residual: true, shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), eps: 1e-5 },
 ];
+
+/** GroupNorm's grouping of a channels-last (N, ..., C) input: group = sample × block of C/G channels, parameter = channel. */
+function bySampleGroupLast(shape: readonly number[], G: number): Grouping {
+  const C = shape.at(-1)!, per = shape.slice(1).reduce((a, b) => a * b, 1);
+  return { groups: shape[0]! * G, groupOf: (i) => Math.floor(i / per) * G + Math.floor((i % C) / (C / G)), paramOf: (i) => i % C, params: C };
+}
 
 const weightOf = (k: number) => 0.5 + (k % 7) / 4, biasOf = (k: number) => ((k % 5) - 2) / 3;
 

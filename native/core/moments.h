@@ -125,8 +125,8 @@ NK_ALWAYS_INLINE inline void tail_vector(LaneVec& t, int64_t n, int q, Full&& fu
 }
 
 // One whole chunk of kLanes elements of each reduction below (add_dot_centered_chunk: after NoColumns): lane j gets
-// element j. The runs' loops and the small shapes' chunk walks (norm.h for_each_chunk) share them, so both make the
-// same operations: the same bits.
+// element j. The runs' loops and the chunk walks of whole-chunk tiles (norm.h for_each_chunk) share them, so both
+// make the same operations: the same bits.
 template <typename T>
 NK_ALWAYS_INLINE inline void add_chunk(Lanes& acc, const T* x) {
   for (int q = 0; q < kLaneVecs; ++q) {

@@ -50,7 +50,9 @@ inline GroupCoefs<T> make_coefs(const Geometry& g, const double* mean, const dou
 // Whether the elements [begin, end) of a group are whole runs of whole kLanes chunks (K a multiple of kLanes, the
 // range on run boundaries; NCHW with a spatial size of 32, 64, ...): the reductions then need no tail, and
 // for_each_chunk walks them with their lanes kept in registers (for_each_run's general walk, with a tail per run,
-// kept them in memory: loads and stores of 8 vectors around every 64-element run of a small tensor).
+// kept them in memory: loads and stores of 8 vectors around every 64-element run of a small tensor). The group walk's
+// fused and multi-threaded passes use it; a small batch on one thread walks in memory order instead
+// (walks_memory_order), where the lanes do go through memory around each run but every run is read from L1.
 inline bool whole_chunks(const Geometry& g, int64_t begin, int64_t end) {
   return g.K % kLanes == 0 && begin % g.K == 0 && end % g.K == 0;
 }
@@ -100,7 +102,8 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
   n_out = n; mean_out = mean; m2_out = combine_lanes(sq);
 }
 
-// Small tensors on one thread whose groups are one tile each, strided (A > 1: a small NCHW batch): the passes walk
+// Small tensors (one thread's worth, under kMinParallelElems) whose groups are one tile each, strided (A > 1: a
+// small NCHW batch): the passes walk
 // run by run in memory order, each group's lanes kept in a buffer between its runs, instead of group by group, whose
 // runs are B * K elements apart (the prefetchers follow that poorly: the tensor is in L2, and every run missed L1).
 // Each group's lanes get its runs in the group walk's order (a ascending) from the same run functions, and its
@@ -111,9 +114,18 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
 // in blocks of this many, each block row by row.
 constexpr int64_t kMemoryOrderGroups = 64;
 
+// threads: after threads_for. The size bound keeps setNumThreads(1) on a large tensor on the fused walk, which reads
+// it from DRAM once where these passes would read it twice.
 inline bool walks_memory_order(const Geometry& g, const Plan& pl, int threads) {
-  return threads == 1 && !pl.row_walk && pl.tiles == 1 && g.A > 1 && g.K > 0;
+  return threads == 1 && g.numel() < kMinParallelElems && !pl.row_walk && pl.tiles == 1 && g.A > 1 && g.K > 0;
 }
+
+// Stack room for the lanes of a block of groups, not zeroed on construction: each block zeroes the lanes it uses
+// (an array of Lanes would zero all 64 on every call).
+union GroupLanes {
+  Lanes of[kMemoryOrderGroups];
+  GroupLanes() {}
+};
 
 // f(off, b) for every run of groups [b0, b1) of p in memory order: row a, then group b of the row.
 template <typename F>
@@ -132,7 +144,8 @@ inline void for_each_group_block(const Geometry& g, F&& f) {
 // tile_moments of every group (one tile each), in memory order.
 template <typename T>
 void moments_in_memory_order(const T* x, const Geometry& g, double* mean, double* m2) {
-  Lanes lanes[kMemoryOrderGroups];
+  GroupLanes block;
+  Lanes* lanes = block.of;
   const double n = static_cast<double>(g.group_size());
   for_each_group_block(g, [&](int64_t grp, int64_t p, int64_t b0, int64_t b1) {  // group b: lanes[b - b0]
     for (int64_t i = 0; i < b1 - b0; ++i) lanes[i] = Lanes();
@@ -300,7 +313,8 @@ inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g,
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   // Separate loops, so that the common ones inline their run function: a call per run costs short runs. The
   // plainest (no activation, no position parameters, no streaming: every small call) gets one loop per form, with
-  // no branch left per run (an [8,16,8,8] forward spent more on the 128 runs' dispatch than on their elements).
+  // no branch left per run (an [8,16,8,8] forward, when it took this walk, spent more on the 128 runs' dispatch
+  // than on their elements).
   if (!act && !pos.w && !pos.b && !stream) {
     if (whole_chunks(g, begin, end)) {  // runs cut in chunks of a constant length: no loop remainder per run
       if (dy) {
@@ -352,18 +366,24 @@ inline void elementwise_row_relu(const T* x, const T* dy, T* out, int64_t off, i
   else scale_grad_relu(act->x + off, x + off, r, dr, out + off, B, ColumnScale<T>{s}, f, stream);
 }
 
-// The elementwise pass of every group (one tile each) in memory order (see walks_memory_order): the same run
-// functions as elementwise_tile, run by run.
+// The elementwise pass of the whole run at off (K elements from k = 0) of group grp, with its coefficients and no
+// position parameters or streaming: the run function elementwise_tile would call.
+template <typename T>
+NK_ALWAYS_INLINE inline void elementwise_group_run(const T* x, const T* dy, T* out, int64_t off, int64_t K, int64_t grp,
+                                                   const GroupCoefs<T>& c, const T* a, const Relu<T>* act) {
+  const T ag = a ? a[grp] : T(0);
+  if (act) elementwise_run_relu(x, dy, out, off, K, 0, grp, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag,
+                                PositionParams<T>{nullptr, nullptr}, false, act);
+  else affine_run(x + off, dy ? dy + off : nullptr, out + off, K, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag);
+}
+
+// The elementwise pass of every group (one tile each) in memory order (see walks_memory_order).
 template <typename T>
 void elementwise_in_memory_order(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c,
                                  const T* a, const Relu<T>* act) {
   for (int64_t p = 0; p < g.P; ++p)
     for_each_run_in_memory_order(g, p, 0, g.B, [&](int64_t off, int64_t b) {
-      const int64_t grp = p * g.B + b;
-      const T ag = a ? a[grp] : T(0);
-      if (act) elementwise_run_relu(x, dy, out, off, g.K, 0, grp, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag,
-                                    PositionParams<T>{nullptr, nullptr}, false, act);
-      else affine_run(x + off, dy ? dy + off : nullptr, out + off, g.K, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag);
+      elementwise_group_run(x, dy, out, off, g.K, p * g.B + b, c, a, act);
     });
 }
 
@@ -406,12 +426,7 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
       } else if (K == 1) {
         affine_row(xr, dr, yr, B, hi, lo, s, t, ap);
       } else {
-        for (int64_t b = 0; b < B; ++b) {
-          const T ab = ap ? ap[b] : T(0);
-          if (act) elementwise_run_relu(x, dy, out, off + b * K, K, 0, p * B + b, hi[b], lo[b], s[b], t[b], ab,
-                                        PositionParams<T>{nullptr, nullptr}, false, act);
-          else affine_run(xr + b * K, dr ? dr + b * K : nullptr, yr + b * K, K, hi[b], lo[b], s[b], t[b], ab);
-        }
+        for (int64_t b = 0; b < B; ++b) elementwise_group_run(x, dy, out, off + b * K, K, p * B + b, c, a, act);
       }
     }
   }, fence_streams(stream));
@@ -570,7 +585,8 @@ void row_grad_sums_relu(const Relu<T>& act, const T* dy, const T* x, int64_t off
 template <typename T>
 void grad_sums_in_memory_order(const T* dy, const T* x, const Geometry& g, const double* mean, double* sum_dy,
                                double* sum_dyx, const Relu<T>* act) {
-  Lanes la[kMemoryOrderGroups], lb[kMemoryOrderGroups];
+  GroupLanes block_a, block_b;
+  Lanes* la = block_a.of; Lanes* lb = block_b.of;
   for_each_group_block(g, [&](int64_t grp0, int64_t p, int64_t b0, int64_t b1) {  // group b: la[b - b0], lb[b - b0]
     for (int64_t i = 0; i < b1 - b0; ++i) la[i] = Lanes(), lb[i] = Lanes();
     for_each_run_in_memory_order(g, p, b0, b1, [&](int64_t off, int64_t b) {
