@@ -103,13 +103,14 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
 }
 
 // Small tensors (one thread's worth, under kMinParallelElems) whose groups are one tile each, strided (A > 1: a
-// small NCHW batch): the passes walk
-// run by run in memory order, each group's lanes kept in a buffer between its runs, instead of group by group, whose
-// runs are B * K elements apart (the prefetchers follow that poorly: the tensor is in L2, and every run missed L1).
-// Each group's lanes get its runs in the group walk's order (a ascending) from the same run functions, and its
-// elements the same operations: the same bits. [8,16,8,8] float32 on the AVX2 host, kernels alone (best of 5 runs):
-// statistics 2.1 -> 1.7 us, eval's normalize 1.4 -> 1.1 us (1.8 -> 1.3 with arrays 16 bytes off a 32-byte boundary, as
-// JavaScript's allocator leaves them half of the time), training forward 3.4-4.1 -> 2.9-3.2 us.
+// small NCHW batch): the passes walk run by run in memory order, each group's lanes kept in a buffer between its
+// runs, instead of group by group, whose runs are B * K elements apart (the prefetchers follow that poorly: the
+// tensor is in L2, and every run missed L1). Each group's lanes get its runs in the group walk's order (a ascending)
+// from the same run functions, and its elements the same operations: the same bits. [8,16,8,8] float32 on the AVX2
+// host, kernels alone (best of 5 runs): statistics 2.1 -> 1.7 us, eval's normalize 1.4 -> 1.1 us (1.8 -> 1.3 with
+// arrays 16 bytes off a 32-byte boundary, as JavaScript's allocator leaves them half of the time), training forward
+// 3.4-4.1 -> 2.9-3.2 us.
+
 // The reductions keep the lanes of up to this many groups on the stack (16 KB per reduction); more groups are walked
 // in blocks of this many, each block row by row.
 constexpr int64_t kMemoryOrderGroups = 64;
