@@ -68,10 +68,7 @@ inline int64_t fused_scratch_doubles(const Geometry& g, int64_t segments, bool c
 // group only, and a 2 KB group is over before the hardware prefetcher has ramped up on the next one.
 template <typename T>
 inline void prefetch_group(const T* x, const Geometry& g, int64_t grp) {
-  if (grp >= g.groups()) return;
-  for_each_run(g, grp, 0, g.group_size(), [&](int64_t off, int64_t len, int64_t) {
-    for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
-  });
+  if (grp < g.groups()) prefetch_elements(x, g, grp, 0, g.group_size());
 }
 
 // mean and M2 of group `grp` from its merged tiles (group walk).

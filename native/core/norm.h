@@ -80,6 +80,14 @@ void chunk_moments(const T* x, const Geometry& g, int64_t group, int64_t begin, 
   mean_out = mean; m2_out = combine_lanes(sq);
 }
 
+// Asks for the elements [begin, end) of group `group` ahead of their turn, a cache line at a time.
+template <typename T>
+inline void prefetch_elements(const T* x, const Geometry& g, int64_t group, int64_t begin, int64_t end) {
+  for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) {
+    for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
+  });
+}
+
 // Moments of one tile of one group: two passes over the (cache-resident) tile.
 template <typename T>
 inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t group, int64_t tile, double& n_out,
@@ -94,9 +102,7 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
   for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_run(acc, x + off, len); });
   const double n = static_cast<double>(end - begin), mean = n > 0 ? combine_lanes(acc) / n : 0.0;
   // The second pass reads the tile from L1 and leaves DRAM idle: ask for the next tile meanwhile.
-  for_each_run(g, group, end, min_i64(g.group_size(), end + pl.tile_elems), [&](int64_t off, int64_t len, int64_t) {
-    for (int64_t i = 0; i < len; i += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(x + off + i, 0, 2);
-  });
+  prefetch_elements(x, g, group, end, min_i64(g.group_size(), end + pl.tile_elems));
   Lanes sq{};
   for_each_run(g, group, begin, end, [&](int64_t off, int64_t len, int64_t) { add_centered_squares(sq, x + off, len, mean); });
   n_out = n; mean_out = mean; m2_out = combine_lanes(sq);
