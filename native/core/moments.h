@@ -124,6 +124,18 @@ NK_ALWAYS_INLINE inline void tail_vector(LaneVec& t, int64_t n, int q, Full&& fu
   else tail_lanes(t, n, q, term);
 }
 
+// The tail's vector q of the n values p[0..n) (tail_vector), and of p[j] - mean (m: mean in every lane).
+template <typename T>
+NK_ALWAYS_INLINE inline void tail_values(LaneVec& t, const T* p, int64_t n, int q) {
+  tail_vector(t, n, q, [&](LaneVec& v, int64_t j) NK_ALWAYS_INLINE { load_lanes(v, p + j); },
+              [&](int64_t j) { return static_cast<double>(p[j]); });
+}
+template <typename T>
+NK_ALWAYS_INLINE inline void tail_centered(LaneVec& t, const T* p, int64_t n, int q, const LaneVec& m, double mean) {
+  tail_vector(t, n, q, [&](LaneVec& v, int64_t j) NK_ALWAYS_INLINE { load_lanes(v, p + j); v -= m; },
+              [&](int64_t j) { return static_cast<double>(p[j]) - mean; });
+}
+
 // One whole chunk of kLanes elements of each reduction below (add_dot_centered_chunk: after NoColumns): lane j gets
 // element j. The runs' loops and the chunk walks of whole-chunk tiles (norm.h for_each_chunk) share them, so both
 // make the same operations: the same bits.
@@ -153,8 +165,7 @@ inline void add_run(Lanes& acc, const T* x, int64_t len) {
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;
     LaneVec t;
-    tail_vector(t, len - i, q, [&](LaneVec& v, int64_t j) NK_ALWAYS_INLINE { load_lanes(v, x + i + j); },
-                [&](int64_t j) { return static_cast<double>(x[i + j]); });
+    tail_values(t, x + i, len - i, q);
     acc.v[q] += t;
   }
 }
@@ -168,8 +179,7 @@ inline void add_centered_squares(Lanes& acc, const T* x, int64_t len, double mea
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;
     LaneVec d;
-    tail_vector(d, len - i, q, [&](LaneVec& v, int64_t j) NK_ALWAYS_INLINE { load_lanes(v, x + i + j); v -= m; },
-                [&](int64_t j) { return static_cast<double>(x[i + j]) - mean; });
+    tail_centered(d, x + i, len - i, q, m, mean);
     acc.v[q] += d * d;
   }
 }
@@ -217,10 +227,8 @@ inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const 
     LaneVec d, c;
     // With w the lanes are built one by one: as a vector, dy * w could fuse with the add below (another rounding).
     if (w) tail_lanes(d, len - i, q, [&](int64_t j) { return static_cast<double>(dy[i + j]) * static_cast<double>(w[i + j]); });
-    else tail_vector(d, len - i, q, [&](LaneVec& v, int64_t j) NK_ALWAYS_INLINE { load_lanes(v, dy + i + j); },
-                     [&](int64_t j) { return static_cast<double>(dy[i + j]); });
-    tail_vector(c, len - i, q, [&](LaneVec& v, int64_t j) NK_ALWAYS_INLINE { load_lanes(v, x + i + j); v -= m; },
-                [&](int64_t j) { return static_cast<double>(x[i + j]) - mean; });
+    else tail_values(d, dy + i, len - i, q);
+    tail_centered(c, x + i, len - i, q, m, mean);
     a.v[q] += d;
     b.v[q] += d * c;
   }
