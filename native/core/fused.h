@@ -105,7 +105,7 @@ inline Relu<T> training_relu(const Geometry& g, const Affine<T>& af, const doubl
 template <typename T>
 inline Relu<T> normalize_relu(const Geometry& g, const double* mean, const double* scale, const double* shift,
                               const T* x, const T* r, T* dr, double* storage) {
-  const GroupCoefs<T> c = make_coefs<T>(g, mean, scale, shift, storage);
+  const GroupCoefs<T> c = make_coefs<T>(g, mean, scale, shift, storage, static_cast<const T*>(nullptr));  // sized exactly
   return Relu<T>{r, x, dr, c.hi, c.lo, c.s, c.t, PositionParams<T>{nullptr, nullptr}};
 }
 
@@ -163,7 +163,7 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
   moments<T>(x, g, mean, m2, scratch, threads);
   for (int64_t grp = 0; grp < g.groups(); ++grp) finish(grp);
   const int64_t C = cg.groups();
-  T* base = reinterpret_cast<T*>(scratch);  // the partials are spent
+  T* base = coef_storage<T>(scratch, y, cg.B);  // the partials are spent
   const GroupCoefs<T> c{base, base + C, base + 2 * C, base + 3 * C};
   for (int64_t i = 0; i < C; ++i) segment_coefs(af, mean, invstd, i, c.hi[i], c.lo[i], c.s[i], c.t[i]);
   elementwise<T>(x, nullptr, y, cg, c, nullptr, af.pos, threads, /*reverse=*/true, act);

@@ -10,11 +10,32 @@
 // keeps the digits that a float mean would round away. Never x * a + b: that folded form cancels in float.
 #pragma once
 
+// Where per-group coefficient arrays go in scratch, given `out`, the array the pass stores into (null: at scratch).
+// The row walk loads hi/lo/s/t[b] beside every store to out[b]. A load whose address is a little above a store still
+// in flight, modulo 4096, is taken for a read of that store's bytes and waits for it (4K aliasing): the channels-last
+// and 2-D eval ran 1.5x slower with the arrays 16-32 bytes below the output modulo 4 KB (1.2x at 64, 1.1x at 128),
+// where the arrays land depends on the user's buffers and the scratch arena's. Every load-store distance is the
+// arrays' offset from out plus a multiple of the row's bytes, so the arrays start half a period (the largest power
+// of two dividing the row's bytes, at most 4096) away from out: 256 bytes or more from aliasing for rows of 128
+// floats and up. Placement only: the same values, the same bits. Costs at most kCoefPadDoubles of scratch.
+constexpr int64_t kCoefPadDoubles = 4096 / sizeof(double);
+template <typename T>
+inline T* coef_storage(double* scratch, const T* out, int64_t row_elems) {
+  const int64_t bytes = row_elems * static_cast<int64_t>(sizeof(T));
+  const int64_t lowest = bytes & -bytes;  // the largest power of two dividing the row (0 for an empty row)
+  const uintptr_t period = static_cast<uintptr_t>(lowest == 0 || lowest > 4096 ? 4096 : lowest);
+  if (!out || period < 16) return reinterpret_cast<T*>(scratch);
+  const uintptr_t want = (reinterpret_cast<uintptr_t>(out) + period / 2) % period;
+  const uintptr_t have = reinterpret_cast<uintptr_t>(scratch) % period;
+  const uintptr_t pad = (want + period - have) % period & ~uintptr_t(sizeof(double) - 1);  // < 4096 bytes
+  return reinterpret_cast<T*>(reinterpret_cast<char*>(scratch) + pad);
+}
+
 // Scratch (doubles) the kernels need for this geometry; the caller provides it. param_grad's column partials
 // are counted only when asked for: they can be megabytes, and the other kernels need a few doubles per tile.
 inline int64_t scratch_doubles(const Geometry& g, bool param_grad) {
   const Plan pl = make_plan(g);
-  const int64_t kernels = 5 * pl.partials + 5 * g.groups();
+  const int64_t kernels = 5 * pl.partials + 5 * g.groups() + kCoefPadDoubles;
   const int64_t columns = param_grad ? 2 * param_grad_blocks(g) * g.K : 0;
   return kernels > columns ? kernels : columns;
 }
@@ -34,9 +55,9 @@ inline void split_mean(double m, T& hi, T& lo) {
 
 template <typename T>
 inline GroupCoefs<T> make_coefs(const Geometry& g, const double* mean, const double* s, const double* t,
-                                double* scratch) {
+                                double* scratch, const T* out) {
   const int64_t G = g.groups();
-  T* base = reinterpret_cast<T*>(scratch);  // double-aligned storage is aligned for T too
+  T* base = coef_storage<T>(scratch, out, g.B);  // double-aligned storage is aligned for T too
   GroupCoefs<T> c{base, base + G, base + 2 * G, base + 3 * G};
   for (int64_t i = 0; i < G; ++i) split_mean(mean ? mean[i] : 0.0, c.hi[i], c.lo[i]);
   for (int64_t i = 0; i < G; ++i) c.s[i] = s ? static_cast<T>(s[i]) : T(0), c.t[i] = t ? static_cast<T>(t[i]) : T(0);
@@ -446,7 +467,7 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
 template <typename T>
 void normalize(const T* x, T* y, const Geometry& g, const double* mean, const double* scale, const double* shift,
                PositionParams<T> pos, double* scratch, int threads, const Relu<T>* act = nullptr) noexcept {
-  const GroupCoefs<T> c = make_coefs<T>(g, mean, scale, shift, scratch);
+  const GroupCoefs<T> c = make_coefs<T>(g, mean, scale, shift, scratch, y);
   elementwise<T>(x, nullptr, y, g, c, nullptr, pos, threads, /*reverse=*/false, act);
 }
 
@@ -458,11 +479,11 @@ void backward_apply(const T* dy, const T* x, T* dx, const Geometry& g, const dou
                     const double* b, const double* c, const T* w, double* scratch, int threads,
                     bool reverse = false, const Relu<T>* act = nullptr) noexcept {
   if (!b) {
-    const GroupCoefs<T> scale_only = make_coefs<T>(g, nullptr, a, nullptr, scratch);
+    const GroupCoefs<T> scale_only = make_coefs<T>(g, nullptr, a, nullptr, scratch, dx);
     elementwise<T>(dy, nullptr, dx, g, scale_only, nullptr, PositionParams<T>{w, nullptr}, threads, false, act);
     return;
   }
-  const GroupCoefs<T> coefs = make_coefs<T>(g, mean, b, c, scratch);
+  const GroupCoefs<T> coefs = make_coefs<T>(g, mean, b, c, scratch, dx);
   T* at = coefs.t + g.groups();
   for (int64_t i = 0; i < g.groups(); ++i) at[i] = static_cast<T>(a[i]);
   elementwise<T>(x, dy, dx, g, coefs, at, PositionParams<T>{w, nullptr}, threads, reverse, act);
