@@ -2,7 +2,7 @@
 // onnxruntime-node) and against the memory roofline (a memcpy of the same bytes over the same number of threads),
 // all in one run. Prints medians and ratios; writes bench/results/bench-<time>.json.
 //   node dist/tools/bench/bench.js [--quick] [--shapes 0,2] [--threads 1,2] [--no-peers] [--sync-only] [--no-sync]
-//     [--no-fused] [--fused-only]
+//     [--no-fused] [--fused-only] [--onednn-ab]
 // The SyncBatchNorm rows (2 worker ranks) come last: bench/sync.ts.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { BatchNorm1d, BatchNorm2d, BatchNorm3d, buildInfo, functional as F, setNumThreads, type FloatArray } from 'normkit';
 import { familyOps } from './family.js';
 import { jsBackward, jsEval, jsForwardTrain, layoutOf } from './peers/js-loop.js';
-import { onednnAvailable, runOnednn, type OnednnCase, type OnednnTimes } from './peers/onednn.js';
+import { onednnABAvailable, onednnAvailable, runOnednn, type OnednnABRow, type OnednnCase, type OnednnTimes } from './peers/onednn.js';
+import { benchOnednnAB, printOnednnAB } from './onednn-ab.js';
 import { onnxEval } from './peers/onnx.js';
 import { loadTfjs, tfjsOps } from './peers/tfjs.js';
 import { runTorch, torchAvailable, type TorchCase } from './peers/torch.js';
@@ -156,7 +157,7 @@ function fmt(ms: number, tiny: boolean): string {
 }
 
 function printTable() {
-  const peerNames = ['js', 'tfjs-wasm', 'tfjs-cpu', 'ort', 'torch', 'torch-module', 'onednn', 'onednn-16c'];
+  const peerNames = ['js', 'tfjs-wasm', 'tfjs-cpu', 'ort', 'torch', 'torch-module', 'onednn', 'onednn-blocked'];
   const header = ['shape', 'dtype', 'thr', 'op', 'normkit', '× copy', '× nt-copy', 'copy(thr)', 'nt-copy(thr)', 'copy(1)', ...peerNames.map((p) => `${p} (×slower)`)];
   const lines = rows.map((r) => {
     const tiny = r.shape.includes('tiny');
@@ -182,6 +183,16 @@ async function main() {
   // The fused activation's rows, on the headline ResNet layer (or [16,64,56,56] with --quick).
   const fusedRows = (): FusedRow[] => benchFused(quick ? [16, 64, 56, 56] : [64, 128, 56, 56], threadCounts, nativeBinding.copy, REPS);
   if (flag('--fused-only')) { printFused(fusedRows()); return; }
+  // The same-process A/B against oneDNN (bench/onednn-ab.ts); alone with --onednn-ab, after the main table otherwise.
+  const onednnAB = (): OnednnABRow[] | null => {
+    const missing = flag('--no-peers') ? 'skipped (--no-peers)' : onednnABAvailable(info.simd);
+    if (missing) { peerStatus['onednn-ab'] = `not run: ${missing}`; return null; }
+    try { return benchOnednnAB(root, shapes, threadCounts, quick, info.simd); } catch (e) {
+      peerStatus['onednn-ab'] = `failed: ${(e as Error).message.split('\n')[0]}`;
+      return null;
+    }
+  };
+  if (flag('--onednn-ab')) { const rows = onednnAB(); if (rows) printOnednnAB(rows); else console.log(`onednn-ab: ${peerStatus['onednn-ab']}`); return; }
   console.log(`normkit ${info.version}, ${info.simd} kernels, threads ${threadCounts.join('/')} of ${cpus().length} cores${quick ? ', --quick' : ''}`);
   // The native peers (PyTorch, oneDNN) run first, in their own processes, before anything of normkit's is timed.
   const native: NativePeers = new Map();
@@ -213,7 +224,7 @@ async function main() {
     try {
       const r = runOnednn(root, cases);
       for (const [key, peers] of r.results) for (const [peer, t] of Object.entries(peers)) addNative(key, peer, t as OnednnTimes);
-      peerStatus.onednn = `ok (oneDNN ${r.version}; onednn = the same layout, onednn-16c = its blocked nChw16c layout)`;
+      peerStatus.onednn = `ok (oneDNN ${r.version}; onednn = the same layout, onednn-blocked = its blocked layout ${r.blocked || '(no NCHW shape run)'})`;
     } catch (e) { peerStatus.onednn = `failed: ${(e as Error).message.split('\n')[0]}`; }
   } else peerStatus.onednn = `not run: ${dnnlMissing}`;
   for (const phase of ['normkit', 'peers'] as const) {
@@ -224,6 +235,8 @@ async function main() {
     }
   }
   printTable();
+  const ab = onednnAB();
+  if (ab) printOnednnAB(ab);
   const fused = flag('--no-fused') ? null : fusedRows();
   if (fused) printFused(fused);
   const sync: SyncBench | null = flag('--no-sync') ? null : await benchSync(root, quick);
@@ -237,7 +250,7 @@ async function main() {
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows, fused, sync }, null, 2));
+  writeFileSync(file, JSON.stringify({ normkit: info, torch: torchVersion, cores: cpus().length, cpu: cpus()[0]?.model, peers: peerStatus, rows, onednnAB: ab, fused, sync }, null, 2));
   console.log(`JSON: ${file}`);
   console.log('');
   spawnSync(process.execPath, [join(__dirname, 'mpi-allreduce.js')], { stdio: 'inherit' });
