@@ -94,6 +94,40 @@ describe('batch norm at bench size against the float64 reference', () => {
   }
 });
 
+// The streamed row walk stores a block of rows as one range: one unaligned head and tail per block, and a vector
+// across each row end assembled from the two rows (core/simd.h affine_rows_stream). Where the output starts within a
+// 64-byte line decides whether and where vectors straddle row ends; each start, for rows of a multiple and of no
+// multiple of the vector width, against the float64 reference (training y and dx, eval y).
+describe('the streamed row walk with out at each 16-byte step of a cache line', () => {
+  const cases: Array<{ shape: number[]; dtype: DT }> = [
+    { shape: [4200, 1024], dtype: 'float32' }, { shape: [43000, 100], dtype: 'float32' }, { shape: [2200, 1000], dtype: 'float64' },
+  ];
+  for (const { shape, dtype } of cases) {
+    it(`${dtype} [${shape.join(',')}]: y, dx and eval y at byte offsets 0, 16, 32, 48`, () => {
+      const C = shape[1]!, x = input(shape, 11, dtype, 2), dy = input(shape, 12, dtype), gr = byChannel(shape, false);
+      const ref = refNorm(x.data, gr, 1e-5, {}), rb = refNormBackward(x.data, dy.data, gr, 1e-5, { stats: ref });
+      const ye = new Float64Array(x.data.length);  // eval after one step from (0, 1): momentum 0.1, unbiased variance
+      for (let i = 0; i < ye.length; i++) {
+        const c = gr.groupOf(i), rv = 0.9 + 0.1 * (ref.m2[c]! / (ref.count[c]! - 1));
+        ye[i] = (x.data[i]! - 0.1 * ref.mean[c]!) / Math.sqrt(rv + 1e-5);
+      }
+      const n = x.data.length, step = 16 / x.data.BYTES_PER_ELEMENT;
+      const big = dtype === 'float32' ? new Float32Array(n + 64) : new Float64Array(n + 64);
+      for (let k = 0; k < 4; k++) {
+        const out = big.subarray(k * step, k * step + n), at = `at +${16 * k} B`;
+        const bn = new BatchNorm1d(C, { dtype });
+        bn.forward(x, { out });
+        expectNear(out, ref.y, TOL[dtype], `y ${at}`);
+        bn.backward(dy, { out });
+        expectNear(out, rb.dx, TOL[dtype], `dx ${at}`);
+        bn.eval();
+        bn.forward(x, { out });
+        expectNear(out, ye, TOL[dtype], `eval y ${at}`);
+      }
+    });
+  }
+});
+
 describe('the rest of the family at bench size against the float64 reference', () => {
   it('LayerNorm [65536,512]: row statistics, weight/bias column reduction', () => {
     const x = input([65536, 512], 2, 'float32', -4);

@@ -444,13 +444,16 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
     const int64_t a_end = min_i64(g.A, a_begin + pl.rows_per_tile);
     const T* hi = c.hi + p * B; const T* lo = c.lo + p * B; const T* s = c.s + p * B; const T* t = c.t + p * B;
     const T* ap = a ? a + p * B : nullptr;
+    if (K == 1 && stream && !act) {  // the block's rows are contiguous: streamed as one range
+      const int64_t off = (p * g.A + a_begin) * row;
+      affine_rows_stream(x + off, dy ? dy + off : nullptr, out + off, a_end - a_begin, B, hi, lo, s, t, ap);
+      return;
+    }
     for (int64_t r = a_begin; r < a_end; ++r) {
       const int64_t off = (p * g.A + r) * row;
       const T* xr = x + off; T* yr = out + off; const T* dr = dy ? dy + off : nullptr;
       if (K == 1 && act) {
         elementwise_row_relu(x, dy, out, off, B, p * B, hi, lo, s, t, ap, stream, act);
-      } else if (K == 1 && stream) {
-        affine_row_stream(xr, dr, yr, B, hi, lo, s, t, ap);
       } else if (K == 1) {
         affine_row(xr, dr, yr, B, hi, lo, s, t, ap);
       } else {
