@@ -33,7 +33,8 @@ function affineInit(p: { data: Float32Array | Float64Array } | null, f: (i: numb
 }
 
 interface Layer {
-  forward(x: Tensor, options?: ForwardOptions): Tensor; backward(dy: Tensor): Tensor; eval(): unknown;
+  forward(x: Tensor, options?: ForwardOptions): Tensor; backward(dy: Tensor, options?: { out?: Float32Array | Float64Array }): Tensor;
+  eval(): unknown;
   readonly residualGrad: Tensor | null;
   weight: { data: Float32Array | Float64Array; grad: Float32Array | Float64Array | null } | null;
   bias: { data: Float32Array | Float64Array; grad: Float32Array | Float64Array | null } | null;
@@ -123,6 +124,32 @@ describe('the streamed row walk with out at each 16-byte step of a cache line', 
         bn.eval();
         bn.forward(x, { out });
         expectNear(out, ye, TOL[dtype], `eval y ${at}`);
+      }
+    });
+  }
+
+  // The group walk's streamed runs (LayerNorm rows with per-position parameters, NCHW channel runs, the fused
+  // ReLU's store) stream whole 64-byte lines only (core/simd.h stream_span), their partial lines stored normally.
+  const groupWalk: Array<{ name: string; shape: number[]; make: () => Layer; gr: Grouping }> = [
+    { name: 'LayerNorm [8500,500]', shape: [8500, 500], make: () => new LayerNorm(500), gr: byRow(8500 * 500, 500) },
+    { name: 'BatchNorm2d [17,256,32,32]', shape: [17, 256, 32, 32], make: () => new BatchNorm2d(256), gr: byChannel([17, 256, 32, 32], false) },
+  ];
+  for (const { name, shape, make, gr } of groupWalk) {
+    it(`${name}: y and dx at byte offsets 0, 16, 32, 48`, () => {
+      const x = input(shape, 13, 'float32', 1), dy = input(shape, 14, 'float32'), n = x.data.length;
+      const probe = make();
+      affineInit(probe.weight, (i) => 0.5 + (i % 7) / 4);
+      affineInit(probe.bias, (i) => ((i % 5) - 2) / 3);
+      const w = probe.weight!.data, b = probe.bias!.data;
+      const ref = refNorm(x.data, gr, 1e-5, { weight: w, bias: b }), rb = refNormBackward(x.data, dy.data, gr, 1e-5, { weight: w, stats: ref });
+      const big = new Float32Array(n + 64);
+      for (let k = 0; k < 4; k++) {
+        const out = big.subarray(4 * k, 4 * k + n), layer = make();
+        layer.weight!.data.set(w), layer.bias!.data.set(b);
+        layer.forward(x, { out });
+        expectNear(out, ref.y, TOL.float32, `y at +${16 * k} B`);
+        layer.backward(dy, { out });
+        expectNear(out, rb.dx, TOL.float32, `dx at +${16 * k} B`);
       }
     });
   }

@@ -34,7 +34,7 @@ inline void with_residual(const T* r, F&& f) {
 }
 
 // out[i] = f(i) for i in [0, n): the whole vectors from vf(i) (W elements at a time; streamed past the caches with
-// `stream`, after a scalar head up to alignment), the tail from f. The vector body is written with vector operators
+// `stream`: whole 64-byte lines, see simd.h stream_span), the tail from f. The vector body is written with vector operators
 // because GCC does not if-convert the ReLU's select in a scalar loop here (it branched: 8x slower measured); f and vf
 // compute the same IEEE operations.
 template <typename T, typename F, typename VF>
@@ -42,9 +42,9 @@ NK_ALWAYS_INLINE inline void store_each(T* out, int64_t n, bool stream, F&& f, V
   constexpr int64_t W = kVecBytes / sizeof(T);
   int64_t i = 0;
   if (stream) {
-    const int64_t head = head_to_align(out, n);
-    for (; i < head; ++i) out[i] = f(i);
-    for (; i + W <= n; i += W) vstream(out + i, vf(i));
+    const StreamSpan span = stream_span(out, n);
+    for (; i < span.head; ++i) out[i] = f(i);
+    for (; i < span.end; i += W) vstream(out + i, vf(i));
   } else {
     for (; i + W <= n; i += W) {
       const auto v = vf(i);

@@ -58,14 +58,21 @@ NK_ALWAYS_INLINE inline void affine_run(const T* x, const T* dy, T* out, int64_t
 // Outputs larger than this stream (about half of a 32 MiB L3: past it, the output would only evict the input).
 constexpr int64_t kStreamBytes = int64_t(16) << 20;
 
-// Elements to store normally before `out` is aligned for streaming.
+// The part of an output range [0, len) that streams: whole 64-byte lines, [head, end). The partial lines at either
+// end are stored normally. A line written partly by streaming stores and then partly by normal ones (the next
+// run's or row's first elements, when runs end mid-line) costs a partial write-combining flush: with rows or runs
+// ending 32 or 48 bytes into a line, the channels-last eval took 6x, LayerNorm's forward 2x, the NCHW forward 1.5x
+// the time of the same call on a line-aligned output. An output not even T-aligned never streams.
+struct StreamSpan { int64_t head, end; };
+
 template <typename T>
-inline int64_t head_to_align(const T* out, int64_t len) {
+inline StreamSpan stream_span(const T* out, int64_t len) {
+  constexpr int64_t kLine = 64, L = kLine / static_cast<int64_t>(sizeof(T));
   const auto addr = reinterpret_cast<uintptr_t>(out);
-  const int64_t mis = static_cast<int64_t>(addr % kVecBytes);
-  if (mis % static_cast<int64_t>(sizeof(T)) != 0) return len;  // not even T-aligned: never stream
-  const int64_t head = mis == 0 ? 0 : (kVecBytes - mis) / static_cast<int64_t>(sizeof(T));
-  return head < len ? head : len;
+  if (addr % sizeof(T) != 0) return {len, len};
+  const int64_t to_line = static_cast<int64_t>((kLine - addr % kLine) % kLine) / static_cast<int64_t>(sizeof(T));
+  const int64_t head = to_line < len ? to_line : len;
+  return {head, head + (len - head) / L * L};
 }
 
 // out = ((x - hi) - lo) * s + t, or a * dy + ((x - hi) - lo) * s + t with dy, streaming the aligned body.
@@ -73,14 +80,14 @@ inline int64_t head_to_align(const T* out, int64_t len) {
 template <typename T>
 NK_ALWAYS_INLINE inline void affine_run_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
   constexpr int64_t W = kVecBytes / sizeof(T);
-  const int64_t head = head_to_align(out, len);
-  affine_run(x, dy, out, head, hi, lo, s, t, a);
-  int64_t i = head;
+  const StreamSpan span = stream_span(out, len);
+  affine_run(x, dy, out, span.head, hi, lo, s, t, a);
+  int64_t i = span.head;
   const auto vhi = vset(hi), vlo = vset(lo), vs = vset(s), vt = vset(t), va = vset(a);
   if (dy) {
-    for (; i + W <= len; i += W) vstream(out + i, va * vload(dy + i) + ((vload(x + i) - vhi) - vlo) * vs + vt);
+    for (; i < span.end; i += W) vstream(out + i, va * vload(dy + i) + ((vload(x + i) - vhi) - vlo) * vs + vt);
   } else {
-    for (; i + W <= len; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs + vt);
+    for (; i < span.end; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs + vt);
   }
   affine_run(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a);
 }
@@ -106,18 +113,18 @@ template <typename T>
 NK_ALWAYS_INLINE inline void affine_run_positional_stream(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a,
                                          const T* w, const T* b) {
   constexpr int64_t W = kVecBytes / sizeof(T);
-  const int64_t head = head_to_align(out, len);
-  affine_run_positional(x, dy, out, head, hi, lo, s, t, a, w, b);
-  int64_t i = head;
+  const StreamSpan span = stream_span(out, len);
+  affine_run_positional(x, dy, out, span.head, hi, lo, s, t, a, w, b);
+  int64_t i = span.head;
   const auto vhi = vset(hi), vlo = vset(lo), vs = vset(s), vt = vset(t), va = vset(a), one = vset(T(1));
   if (dy) {
-    for (; i + W <= len; i += W)
+    for (; i < span.end; i += W)
       vstream(out + i, va * (vload(dy + i) * (w ? vload(w + i) : one)) + ((vload(x + i) - vhi) - vlo) * vs + vt);
   } else if (b) {
-    for (; i + W <= len; i += W)
+    for (; i < span.end; i += W)
       vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vload(b + i));
   } else {
-    for (; i + W <= len; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vt);
+    for (; i < span.end; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vt);
   }
   affine_run_positional(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a, w ? w + i : nullptr,
                         b ? b + i : nullptr);
@@ -154,29 +161,30 @@ NK_ALWAYS_INLINE inline void affine_row_vectors(const T* x, const T* dy, T* out,
 template <typename T>
 NK_ALWAYS_INLINE inline void affine_row_stream(const T* x, const T* dy, T* out, int64_t B, const T* hi, const T* lo, const T* s,
                               const T* t, const T* a) {
-  constexpr int64_t W = kVecBytes / sizeof(T);
-  const int64_t head = head_to_align(out, B);
+  const StreamSpan span = stream_span(out, B);
+  const int64_t head = span.head;
   affine_row(x, dy, out, head, hi, lo, s, t, a);
-  const int64_t body = (B - head) / W * W;
-  affine_row_vectors(x + head, dy ? dy + head : nullptr, out + head, body, hi + head, lo + head, s + head, t + head,
-                     a ? a + head : nullptr);
-  const int64_t i = head + body;
+  affine_row_vectors(x + head, dy ? dy + head : nullptr, out + head, span.end - head, hi + head, lo + head, s + head,
+                     t + head, a ? a + head : nullptr);
+  const int64_t i = span.end;
   affine_row(x + i, dy ? dy + i : nullptr, out + i, B - i, hi + i, lo + i, s + i, t + i, a ? a + i : nullptr);
 }
 
-// `rows` consecutive rows of B columns (contiguous: a block of the row walk), streamed as one range. Per row, a
-// row whose start is not aligned for streaming would begin and end with normal stores into lines whose other bytes
-// are streamed: with out 48 bytes past a 64-byte line, the channels-last eval took 6x as long (every line a row
-// ends in is written half by streaming stores, half by normal ones, a partial write-combining flush each time).
-// Here only the block's first and last elements are stored normally; a vector that straddles a row end is
-// assembled from the two rows' columns in a register-sized buffer and streamed whole. Same expressions, same bits.
+// `rows` consecutive rows of B columns (contiguous: a block of the row walk), streamed as one range. Row by row,
+// every row end that falls inside a 64-byte line needs normal stores on both sides of it (stream_span): a line read
+// and scalar work per row. Here only the block's partial first and last lines are stored normally; a vector that
+// straddles a row end is assembled from the two rows' columns in a register-sized buffer and streamed whole. (Row by
+// row with the old 32-byte heads, out 48 bytes into a line made the channels-last eval 6x slower.) Same
+// expressions, same bits.
 template <typename T>
 inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, int64_t B, const T* hi, const T* lo,
                                const T* s, const T* t, const T* a) {
   constexpr int64_t W = kVecBytes / sizeof(T);
-  const int64_t n = rows * B, head = head_to_align(out, n);
-  // Rows narrower than a vector (a vector would straddle several row ends), or an out that cannot be aligned: per row.
-  if (B < W || head >= W) {
+  const int64_t n = rows * B;
+  const StreamSpan span = stream_span(out, n);
+  const int64_t head = span.head, end = span.end;
+  // Rows narrower than a line (a vector could straddle several row ends), or an out that cannot stream: per row.
+  if (B < 64 / static_cast<int64_t>(sizeof(T)) || end == head) {
     for (int64_t r = 0; r < rows; ++r)
       affine_row_stream(x + r * B, dy ? dy + r * B : nullptr, out + r * B, B, hi, lo, s, t, a);
     return;
@@ -186,12 +194,12 @@ inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, in
   };
   part(0, 0, head, out);
   int64_t i = head, b = head;  // b: the column of element i
-  while (n - i >= W) {
-    const int64_t whole = min_i64(B - b, n - i) / W * W;
+  while (i < end) {
+    const int64_t whole = min_i64(B - b, end - i) / W * W;
     affine_row_vectors(x + i, dy ? dy + i : nullptr, out + i, whole, hi + b, lo + b, s + b, t + b, a ? a + b : nullptr);
     i += whole, b += whole;
     if (b == B) b = 0;
-    if (b == 0 || n - i < W) continue;
+    if (b == 0 || i == end) continue;
     alignas(kVecBytes) T v[W];  // the vector across the row end: the row's last columns, then the next row's first
     const int64_t first = B - b;
     part(i, b, first, v);
@@ -199,7 +207,7 @@ inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, in
     vstream(out + i, vload(v));
     i += W, b = W - first;
   }
-  const int64_t first = min_i64(n - i, B - b);  // the tail, across at most one row end (n - i < W <= B)
+  const int64_t first = min_i64(n - i, B - b);  // the tail, across at most one row end (n - i < 64 bytes <= B)
   part(i, b, first, out + i);
   part(i + first, 0, n - i - first, out + i + first);
 }
