@@ -8,7 +8,8 @@
 // batch is (N, C, 1, 1) nhwc). Each round times, back to back: a non-temporal copy of the input bytes (the floor
 // of a pass that reads x and writes y), then normkit and oneDNN for the training forward, eval and training
 // backward in the same layout, and for nchw oneDNN again in its blocked layout (on its own buffers: nChw16c where
-// it has a JIT kernel for that, else nChw8c). Prints one JSON line per case: medians in milliseconds.
+// it has a kernel other than its reference one for that, else nChw8c: onednn-blocked.h). Prints one JSON line per
+// case: medians in milliseconds.
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -29,6 +30,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "../../native/kernels.h"
+#include "onednn-blocked.h"
 
 using namespace dnnl;
 using tag = memory::format_tag;
@@ -64,6 +66,10 @@ void nt_copy(const float* x, float* y, size_t n, int threads) {
     for (; i < e && (reinterpret_cast<uintptr_t>(y + i) & 31); ++i) y[i] = x[i];
     for (; i + 8 <= e; i += 8) _mm256_stream_ps(y + i, _mm256_loadu_ps(x + i));
     _mm_sfence();
+#elif defined(__SSE2__)
+    for (; i < e && (reinterpret_cast<uintptr_t>(y + i) & 15); ++i) y[i] = x[i];
+    for (; i + 4 <= e; i += 4) _mm_stream_ps(y + i, _mm_loadu_ps(x + i));
+    _mm_sfence();
 #endif
     for (; i < e; ++i) y[i] = x[i];
   }
@@ -95,12 +101,6 @@ struct OnednnOps {
   }
 };
 
-bool has_jit(engine& eng, const memory::desc& md) {
-  const batch_normalization_forward::primitive_desc pd(
-      {prop_kind::forward_training, md, 1e-5f, normalization_flags::use_scale | normalization_flags::use_shift}, eng);
-  return std::string(pd.impl_info_str()).find("ref") == std::string::npos;
-}
-
 }  // namespace
 
 int main() {
@@ -112,16 +112,19 @@ int main() {
   int threads, reps;
   while (std::cin >> key >> layout >> N >> C >> H >> W >> threads >> reps) {
     omp_set_num_threads(threads);
+    reps = std::max(reps, 1);
     const bool nhwc = layout == "nhwc";
     const size_t n = static_cast<size_t>(N) * C * H * W;
     Buffer x(n), y(n), dy(n), dx(n);
-    fill(x.p, n, 0), fill(dy.p, n, 1), std::memset(y.p, 0, n * 4), std::memset(dx.p, 0, n * 4);
+    if (!x.p || !y.p || !dy.p || !dx.p) return std::fprintf(stderr, "out of memory for %zu floats\n", n), 1;
+    fill(x.p, n, 0), fill(dy.p, n, 1);  // y and dx: calloc's zeros
 
     // normkit: BatchNorm's [1][A][C][K] view, gamma 1.5, beta 0.1; eval with the statistics the forward found.
     const normkit::Shape4 g = nhwc ? normkit::Shape4{1, N * H * W, C, 1} : normkit::Shape4{1, N, C, H * W};
     std::vector<double> gamma(C, 1.5), beta(C, 0.1), mean(C), m2(C), invstd(C), scale(C), shift(C), sum_dy(C),
         sum_dyx(C);
-    std::vector<double> scratch(std::max(k.fused_scratch_doubles(g, 1, false), k.scratch_doubles(g, true)));
+    // forward_train and backward_train (no per-position gradients) take fused scratch; normalize's is smaller.
+    std::vector<double> scratch(std::max(k.fused_scratch_doubles(g, 1, false), k.scratch_doubles(g, false)));
     const normkit::AffineArgs<float> af{1, gamma.data(), beta.data(), nullptr, nullptr, false};
     const auto nk_fwd = [&] {
       k.f32.forward_train(x.p, y.p, g, af, 1e-5, mean.data(), m2.data(), invstd.data(), scratch.data(), threads,
@@ -149,7 +152,7 @@ int main() {
     const memory::desc md({N, C, H, W}, dt::f32, nhwc ? tag::nhwc : tag::nchw);
     OnednnOps same(eng, md, memory(md, eng, x.p), memory(md, eng, y.p), memory(md, eng, dy.p), memory(md, eng, dx.p),
                    stats);
-    const tag blocked_tag = has_jit(eng, memory::desc({N, C, H, W}, dt::f32, tag::nChw16c)) ? tag::nChw16c : tag::nChw8c;
+    const tag blocked_tag = nhwc ? tag::nchw : onednn_blocked_tag(eng, N, C, H, W);
     const memory::desc bmd({N, C, H, W}, dt::f32, blocked_tag);
     std::vector<std::unique_ptr<Buffer>> bbuf;
     std::vector<memory> bmem;

@@ -3,9 +3,7 @@
 // (layout: nchw | nhwc | blocked; a 2-D [N, C] batch is (N, C, 1, 1) nhwc), and prints one JSON line per case
 // with the median milliseconds of the training forward, the inference forward and the training backward, the
 // layout it ran and oneDNN's implementation name.
-// blocked: nChw16c where oneDNN has a JIT kernel for it (AVX-512), else nChw8c (AVX2). oneDNN 2.6 runs nChw16c
-// through its reference kernel on an AVX2-only CPU, 50-100x slower than its JIT: timing that would compare normkit
-// with a fallback nobody would pick.
+// blocked: see onednn-blocked.h.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +13,8 @@
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
+
+#include "onednn-blocked.h"
 
 using namespace dnnl;
 using tag = memory::format_tag;
@@ -48,17 +48,11 @@ int main() {
   const auto v = version();
   while (std::cin >> key >> layout >> N >> C >> H >> W >> threads >> reps) {
     omp_set_num_threads(threads);
-    const auto train_flags = normalization_flags::use_scale | normalization_flags::use_shift;
-    const auto jit_kernel = [&](tag t) {
-      const batch_normalization_forward::primitive_desc pd(
-          {prop_kind::forward_training, memory::desc({N, C, H, W}, dt::f32, t), 1e-5f, train_flags}, eng);
-      return std::string(pd.impl_info_str()).find("ref") == std::string::npos;
-    };
     tag t = tag::nchw;
     std::string ran = "nchw";
     if (layout == "nhwc") t = tag::nhwc, ran = "nhwc";
     if (layout == "blocked") {
-      t = jit_kernel(tag::nChw16c) ? tag::nChw16c : tag::nChw8c;
+      t = onednn_blocked_tag(eng, N, C, H, W);
       ran = t == tag::nChw16c ? "nChw16c" : "nChw8c";
     }
     const memory::desc data_md({N, C, H, W}, dt::f32, t);
@@ -67,7 +61,7 @@ int main() {
     memory mean(stat_md, eng), var(stat_md, eng), scale(stat_md, eng), shift(stat_md, eng), dscale(stat_md, eng),
         dshift(stat_md, eng);
     fill(src, -2.f, 0.05f); fill(ddst, -1.f, 0.02f); fill(scale, 1.f, 0.f); fill(shift, 0.f, 0.f);
-    const auto ss = train_flags;
+    const auto ss = normalization_flags::use_scale | normalization_flags::use_shift;
 
     const batch_normalization_forward::primitive_desc train_pd(
         {prop_kind::forward_training, data_md, 1e-5f, ss}, eng);

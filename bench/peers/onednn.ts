@@ -30,7 +30,8 @@ function build(bin: string, sources: string[], deps: string[], flags: string[]):
 }
 
 function harness(root: string): string {
-  return build(join(root, 'bench', 'peer-deps', 'bin', 'onednn'), [join(root, 'bench', 'peers', 'onednn.cpp')], [], ['-O2']);
+  return build(join(root, 'bench', 'peer-deps', 'bin', 'onednn'), [join(root, 'bench', 'peers', 'onednn.cpp')],
+    [join(root, 'bench', 'peers', 'onednn-blocked.h')], ['-O2']);
 }
 
 /** (N, C, H, W) and the oneDNN layouts a normkit case is compared in: [same layout, blocked (NCHW only)]. */
@@ -93,7 +94,7 @@ export function runOnednnAB(root: string, cases: OnednnCase[], isa: string): One
   const core = join(root, 'native', 'core');
   const bin = build(join(root, 'bench', 'peer-deps', 'bin', `onednn-ab-${isa}`),
     [join(root, 'bench', 'peers', 'onednn-ab.cpp'), join(root, 'native', 'isa', 'kernels.cpp')],
-    [join(root, 'native', 'kernels.h'), ...readdirSync(core).map((f) => join(core, f))],
+    [join(root, 'bench', 'peers', 'onednn-blocked.h'), join(root, 'native', 'kernels.h'), ...readdirSync(core).map((f) => join(core, f))],
     ['-O3', '-fno-math-errno', `-march=${MARCH[isa]}`, '-mtune=generic', `-DNK_ISA=${isa}`]);
   const lines = cases.map((c, i) => {
     const d = dims(c);

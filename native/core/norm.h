@@ -11,13 +11,15 @@
 #pragma once
 
 // Where per-group coefficient arrays go in scratch, given `out`, the array the pass stores into (null: at scratch).
-// The row walk loads hi/lo/s/t[b] beside every store to out[b]. A load whose address is a little above a store still
+// The row walk with K == 1 (channels-last, 2-D) loads hi/lo/s/t[b] beside every store to out[b] (elsewhere the
+// coefficients are per-run scalars and where they sit does not matter). A load whose address is a little above a store still
 // in flight, modulo 4096, is taken for a read of that store's bytes and waits for it (4K aliasing): the channels-last
 // and 2-D eval ran 1.5x slower with the arrays 16-32 bytes below the output modulo 4 KB (1.2x at 64, 1.1x at 128),
 // where the arrays land depends on the user's buffers and the scratch arena's. Every load-store distance is the
 // arrays' offset from out plus a multiple of the row's bytes, so the arrays start half a period (the largest power
 // of two dividing the row's bytes, at most 4096) away from out: 256 bytes or more from aliasing for rows of 128
-// floats and up. Placement only: the same values, the same bits. Costs at most kCoefPadDoubles of scratch.
+// floats and up. Placement only: the same values, the same bits. The pad is under one array's bytes, so the scratch
+// the arrays had already held it; scratch_doubles adds kCoefPadDoubles anyway, so that no caller's layout has to.
 constexpr int64_t kCoefPadDoubles = 4096 / sizeof(double);
 template <typename T>
 inline T* coef_storage(double* scratch, const T* out, int64_t row_elems) {
