@@ -102,6 +102,7 @@ describe('batch norm at bench size against the float64 reference', () => {
 describe('the streamed row walk with out at each 16-byte step of a cache line', () => {
   const cases: Array<{ shape: number[]; dtype: DT }> = [
     { shape: [4200, 1024], dtype: 'float32' }, { shape: [43000, 100], dtype: 'float32' }, { shape: [2200, 1000], dtype: 'float64' },
+    { shape: [350000, 12], dtype: 'float32' },  // rows narrower than a line: the head spans rows, every row end straddles
   ];
   for (const { shape, dtype } of cases) {
     it(`${dtype} [${shape.join(',')}]: y, dx and eval y at byte offsets 0, 16, 32, 48`, () => {

@@ -1,8 +1,8 @@
 // Streaming (non-temporal) stores for outputs too large to stay in cache. An ordinary store to a line that is not
 // cached first reads it (read-for-ownership), so a large output costs 1.5x its bytes; a streaming store writes
 // around the caches. Measured on the 2-core dev box: the training forward went from 1.4x to ~1.0x a memcpy of the
-// same bytes (glibc's memcpy streams large copies too). Only the body of a run streams: the head is stored normally
-// until the destination is aligned to the vector width, the tail after the last whole vector.
+// same bytes (glibc's memcpy streams large copies too). Only whole 64-byte lines of a run stream (stream_span): the
+// head up to the first line boundary and the tail after the last whole line are stored normally.
 // AArch64 has no non-temporal store intrinsic (STNP is only a hint there): NEON "streams" with ordinary stores.
 // Built per ISA like the rest of core/ (isa/kernels.cpp includes <immintrin.h> or <arm_neon.h> before opening the
 // namespace).
@@ -158,58 +158,45 @@ NK_ALWAYS_INLINE inline void affine_row_vectors(const T* x, const T* dy, T* out,
   }
 }
 
-template <typename T>
-NK_ALWAYS_INLINE inline void affine_row_stream(const T* x, const T* dy, T* out, int64_t B, const T* hi, const T* lo, const T* s,
-                              const T* t, const T* a) {
-  const StreamSpan span = stream_span(out, B);
-  const int64_t head = span.head;
-  affine_row(x, dy, out, head, hi, lo, s, t, a);
-  affine_row_vectors(x + head, dy ? dy + head : nullptr, out + head, span.end - head, hi + head, lo + head, s + head,
-                     t + head, a ? a + head : nullptr);
-  const int64_t i = span.end;
-  affine_row(x + i, dy ? dy + i : nullptr, out + i, B - i, hi + i, lo + i, s + i, t + i, a ? a + i : nullptr);
-}
-
 // `rows` consecutive rows of B columns (contiguous: a block of the row walk), streamed as one range. Row by row,
-// every row end that falls inside a 64-byte line needs normal stores on both sides of it (stream_span): a line read
-// and scalar work per row. Here only the block's partial first and last lines are stored normally; a vector that
-// straddles a row end is assembled from the two rows' columns in a register-sized buffer and streamed whole. (Row by
-// row with the old 32-byte heads, out 48 bytes into a line made the channels-last eval 6x slower.) Same
-// expressions, same bits.
+// every row end that falls inside a 64-byte line would need normal stores on both sides of it (stream_span): a line
+// read and scalar work per row. Here only the block's partial first and last lines are stored normally; a vector
+// that straddles a row end is assembled from the two rows' columns in a register-sized buffer and streamed whole.
+// (Row by row with 32-byte heads, out 48 bytes into a line made the channels-last eval 6x slower.) Rows narrower
+// than a vector are stored normally, as before: assembling every vector from several rows costs more than it saves.
+// Same expressions, same bits.
 template <typename T>
 inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, int64_t B, const T* hi, const T* lo,
                                const T* s, const T* t, const T* a) {
   constexpr int64_t W = kVecBytes / sizeof(T);
   const int64_t n = rows * B;
+  // len elements from element i (column b) into dst, across as many row ends as they span.
+  const auto part = [&](int64_t i, int64_t b, int64_t len, T* dst) {
+    while (len > 0) {
+      const int64_t m = min_i64(len, B - b);
+      affine_row(x + i, dy ? dy + i : nullptr, dst, m, hi + b, lo + b, s + b, t + b, a ? a + b : nullptr);
+      i += m, dst += m, len -= m, b = 0;
+    }
+  };
   const StreamSpan span = stream_span(out, n);
-  const int64_t head = span.head, end = span.end;
-  // Rows narrower than a line (a vector could straddle several row ends), or an out that cannot stream: per row.
-  if (B < 64 / static_cast<int64_t>(sizeof(T)) || end == head) {
-    for (int64_t r = 0; r < rows; ++r)
-      affine_row_stream(x + r * B, dy ? dy + r * B : nullptr, out + r * B, B, hi, lo, s, t, a);
+  if (B < W || span.end == span.head) {
+    part(0, 0, n, out);
     return;
   }
-  const auto part = [&](int64_t i, int64_t b, int64_t len, T* dst) {  // len columns from column b of the row at i
-    affine_row(x + i, dy ? dy + i : nullptr, dst, len, hi + b, lo + b, s + b, t + b, a ? a + b : nullptr);
-  };
-  part(0, 0, head, out);
-  int64_t i = head, b = head;  // b: the column of element i
-  while (i < end) {
-    const int64_t whole = min_i64(B - b, end - i) / W * W;
+  part(0, 0, span.head, out);
+  int64_t i = span.head, b = span.head % B;  // b: the column of element i
+  while (i < span.end) {
+    const int64_t whole = min_i64(B - b, span.end - i) / W * W;
     affine_row_vectors(x + i, dy ? dy + i : nullptr, out + i, whole, hi + b, lo + b, s + b, t + b, a ? a + b : nullptr);
     i += whole, b += whole;
     if (b == B) b = 0;
-    if (b == 0 || i == end) continue;
-    alignas(kVecBytes) T v[W];  // the vector across the row end: the row's last columns, then the next row's first
-    const int64_t first = B - b;
-    part(i, b, first, v);
-    part(i + first, 0, W - first, v + first);
+    if (b == 0 || i == span.end) continue;
+    alignas(kVecBytes) T v[W];  // the vector across the row end (B >= W: one row end at most)
+    part(i, b, W, v);
     vstream(out + i, vload(v));
-    i += W, b = W - first;
+    i += W, b += W - B;
   }
-  const int64_t first = min_i64(n - i, B - b);  // the tail, across at most one row end (n - i < 64 bytes <= B)
-  part(i, b, first, out + i);
-  part(i + first, 0, n - i - first, out + i + first);
+  part(i, b, n - i, out + i);
 }
 
 // Streaming stores are weakly ordered: fence them before the data is handed to anyone else. (NEON's are ordinary
