@@ -4,10 +4,10 @@
 // residual — and each path's results are checked against the independent float64 reference. Which paths must be
 // exercised comes from /proc/cpuinfo, not from the addon's own CPUID detection, so a detection bug cannot hide a path.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { buildInfo } from '../lib/index.js';
 import { expectNear, rng } from './helpers/compare.js';
 import { byChannel, byRow, bySampleGroup, refNorm, refNormBackward, type Grouping } from './helpers/reference.js';
@@ -109,6 +109,7 @@ const x64Linux = process.platform === 'linux' && process.arch === 'x64';
 
 describe.runIf(x64Linux)('SIMD dispatch', () => {
   const work = mkdtempSync(join(tmpdir(), 'normkit-isa-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));  // 1.6 GB of inputs and outputs per run
   const script = join(work, 'child.cjs');
   writeFileSync(script, CHILD);
   writeFileSync(join(work, 'cases.json'), JSON.stringify(CASES.map(({ gr: _gr, ...c }) => c)));
