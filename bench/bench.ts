@@ -21,6 +21,7 @@ import { channels, numel, SHAPES, type BenchShape } from './shapes.js';
 import { batched, median, paired, repeat, timeOnce } from './timing.js';
 import { benchSync, printSync, type SyncBench } from './sync.js';
 import { benchFused, printFused, type FusedRow } from './fused.js';
+import { printTable as printColumns } from './table.js';
 
 const root = join(__dirname, '..', '..', '..');
 const args = process.argv.slice(2);
@@ -170,11 +171,7 @@ function printTable() {
     return [r.shape, r.dtype, String(r.threads), r.op, fmt(r.normkitMs, tiny), tiny ? '-' : `${r.ratio.toFixed(2)}×`,
       tiny ? '-' : `${r.ntRatio.toFixed(2)}×`, fmt(r.copyMs, tiny), fmt(r.ntCopyMs, tiny), fmt(r.copy1Ms, tiny), ...peerNames.map(peer)];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const show = (cells: string[]) => console.log(cells.map((c, i) => c.padEnd(widths[i]!)).join('  '));
-  show(header);
-  show(widths.map((w) => '-'.repeat(w)));
-  lines.forEach(show);
+  printColumns(header, lines);
 }
 
 async function main() {

@@ -4,6 +4,7 @@
 // and 1.5x of memory bandwidth apart. This table is the one to read for "no slower than oneDNN in the same layout".
 import { runOnednnAB, type OnednnABRow, type OnednnCase } from './peers/onednn.js';
 import type { BenchShape } from './shapes.js';
+import { printTable } from './table.js';
 
 export function benchOnednnAB(root: string, shapes: BenchShape[], threadCounts: number[], quick: boolean, isa: string): OnednnABRow[] {
   const cases: OnednnCase[] = [];
@@ -30,11 +31,7 @@ export function printOnednnAB(rows: OnednnABRow[]): void {
         `${r.nt_copy.toFixed(2)} ms`]);
     }
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const show = (cells: string[]) => console.log(cells.map((c, i) => c.padEnd(widths[i]!)).join('  '));
-  show(header);
-  show(widths.map((w) => '-'.repeat(w)));
-  lines.forEach(show);
+  printTable(header, lines);
   console.log(`oneDNN implementations: ${[...new Set(rows.map((r) => r.impl))].join(', ')}; buffers allocated as V8 allocates a ` +
     'large ArrayBuffer (calloc); each timed call follows an untimed call of the same case.');
 }
