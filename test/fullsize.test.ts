@@ -103,6 +103,9 @@ describe('the streamed row walk with out at each 16-byte step of a cache line', 
   const cases: Array<{ shape: number[]; dtype: DT }> = [
     { shape: [4200, 1024], dtype: 'float32' }, { shape: [43000, 100], dtype: 'float32' }, { shape: [2200, 1000], dtype: 'float64' },
     { shape: [350000, 12], dtype: 'float32' },  // rows narrower than a line: the head spans rows, every row end straddles
+    // Narrow rows stream with coefficients wrapped around the row (core/simd.h affine_rows_stream_narrow): a vector's
+    // width of rows (8 floats: every vector crosses a row end 16 bytes off a line), rows narrower than a vector.
+    { shape: [530000, 8], dtype: 'float32' }, { shape: [900000, 5], dtype: 'float32' }, { shape: [300000, 7], dtype: 'float64' },
   ];
   for (const { shape, dtype } of cases) {
     it(`${dtype} [${shape.join(',')}]: y, dx and eval y at byte offsets 0, 16, 32, 48`, () => {
@@ -301,6 +304,8 @@ describe('the fused ReLU\'s mask agrees with its forward bit for bit, at bench s
     { name: 'BatchNorm2d NCHW, fused walk, streaming', make: (a) => new BatchNorm2d(128, { activation: a }), shape: [64, 128, 56, 56], evalToo: true },
     { name: 'BatchNorm2d channels-last, row walk, streaming', make: (a) => new BatchNorm2d(128, { activation: a, channelsLast: true }), shape: [64, 56, 56, 128], evalToo: true },
     { name: 'BatchNorm1d 2-D, row walk in cache', make: (a) => new BatchNorm1d(1024, { activation: a }), shape: [8192, 1024], evalToo: false },
+    { name: 'BatchNorm1d 2-D, 8-column rows, streaming (wrapped coefficients)', make: (a) => new BatchNorm1d(8, { activation: a }), shape: [530000, 8], evalToo: true },
+    { name: 'BatchNorm1d 2-D, 5-column rows, streaming (wrapped coefficients)', make: (a) => new BatchNorm1d(5, { activation: a }), shape: [900000, 5], evalToo: true },
     { name: 'LayerNorm, per-position w and b', make: (a) => new LayerNorm(512, { activation: a }), shape: [16384, 512], evalToo: false },
   ];
   for (const { name, make, shape, evalToo } of CASES) {

@@ -95,7 +95,7 @@ export function runOnednnAB(root: string, cases: OnednnCase[], isa: string): One
   const bin = build(join(root, 'bench', 'peer-deps', 'bin', `onednn-ab-${isa}`),
     [join(root, 'bench', 'peers', 'onednn-ab.cpp'), join(root, 'native', 'isa', 'kernels.cpp')],
     [join(root, 'bench', 'peers', 'onednn-blocked.h'), join(root, 'native', 'kernels.h'), ...readdirSync(core).map((f) => join(core, f))],
-    ['-O3', '-fno-math-errno', `-march=${MARCH[isa]}`, '-mtune=generic', `-DNK_ISA=${isa}`]);
+    ['-O3', '-fno-math-errno', '-ffp-contract=off', `-march=${MARCH[isa]}`, '-mtune=generic', `-DNK_ISA=${isa}`]);
   const lines = cases.map((c, i) => {
     const d = dims(c);
     return [i, d.layouts[0]!.tag, ...d.nchw, c.threads, c.reps].join(' ');

@@ -227,7 +227,7 @@ inline void row_subtile_moments(const T* x, const Geometry& g, int64_t p, int64_
 #pragma omp simd
       for (int64_t b = 0; b < B; ++b) {
         const double d = static_cast<double>(r[b]) - sum[b];
-        ss[b] += d * d;
+        ss[b] = fmadd(d, d, ss[b]);
       }
     } else {
       for (int64_t b = 0; b < B; ++b) ss[b] += centered_squares_run(r + b * K, K, sum[b]);
@@ -670,7 +670,7 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
         for (int64_t b = 0; b < B; ++b) {
           const double d = static_cast<double>(dr[b]);
           s_dy[b] += d;
-          s_dyx[b] += d * (static_cast<double>(xr[b]) - m[b]);
+          s_dyx[b] = fmadd(d, static_cast<double>(xr[b]) - m[b], s_dyx[b]);
         }
       } else {
         for (int64_t b = 0; b < B; ++b)

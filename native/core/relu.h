@@ -66,16 +66,16 @@ inline void store_run(const T* v, T* out, int64_t n, bool stream) {
 template <typename T>
 struct Coefs {
   T hi, lo, s, t;
-  NK_ALWAYS_INLINE T p(T x, int64_t) const { return ((x - hi) - lo) * s + t; }
+  NK_ALWAYS_INLINE T p(T x, int64_t) const { return affine_value(x, hi, lo, s, t); }
   template <typename V>
-  NK_ALWAYS_INLINE V vp(V x, int64_t) const { return ((x - vset(hi)) - vset(lo)) * vset(s) + vset(t); }
+  NK_ALWAYS_INLINE V vp(V x, int64_t) const { return affine_value(x, vset(hi), vset(lo), vset(s), vset(t)); }
 };
 template <typename T>
 struct ColumnCoefs {
   const T* hi; const T* lo; const T* s; const T* t;
-  NK_ALWAYS_INLINE T p(T x, int64_t i) const { return ((x - hi[i]) - lo[i]) * s[i] + t[i]; }
+  NK_ALWAYS_INLINE T p(T x, int64_t i) const { return affine_value(x, hi[i], lo[i], s[i], t[i]); }
   template <typename V>
-  NK_ALWAYS_INLINE V vp(V x, int64_t i) const { return ((x - vload(hi + i)) - vload(lo + i)) * vload(s + i) + vload(t + i); }
+  NK_ALWAYS_INLINE V vp(V x, int64_t i) const { return affine_value(x, vload(hi + i), vload(lo + i), vload(s + i), vload(t + i)); }
 };
 
 // What the kernels pass down for the ReLU (built by isa/kernels.cpp and core/fused.h).
@@ -181,7 +181,7 @@ inline void add_columns_relu(double* s_dy, double* s_dyx, const T* dy, const T* 
       for (int64_t j = 0; j < len; ++j) {
         const double d = static_cast<double>(dz[j]);
         s_dy[i + j] += d;
-        s_dyx[i + j] += d * (static_cast<double>(x[i + j]) - m[i + j]);
+        s_dyx[i + j] = fmadd(d, static_cast<double>(x[i + j]) - m[i + j], s_dyx[i + j]);
       }
     }
   });
@@ -210,8 +210,8 @@ inline void affine_grad_relu(const T* x, const T* dy, const T* r, T* dr, T* out,
   with_residual(r, [&](auto res) {
     constexpr bool R = decltype(res)::value;
     store_each(out, n, stream,
-               [&](int64_t i) NK_ALWAYS_INLINE { return a.at(i) * dz_out<R>(dy, x, r, dr, f, i) + g.p(x[i], i); },
-               [&](int64_t i) NK_ALWAYS_INLINE { return a.vat(i) * vdz_out<R>(dy, x, r, dr, f, i) + g.vp(vload(x + i), i); });
+               [&](int64_t i) NK_ALWAYS_INLINE { return fmadd(a.at(i), dz_out<R>(dy, x, r, dr, f, i), g.p(x[i], i)); },
+               [&](int64_t i) NK_ALWAYS_INLINE { return fmadd(a.vat(i), vdz_out<R>(dy, x, r, dr, f, i), g.vp(vload(x + i), i)); });
   });
 }
 

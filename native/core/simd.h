@@ -42,16 +42,51 @@ inline void vstream(float* p, __m128 v) { _mm_stream_ps(p, v); }
 inline void vstream(double* p, __m128d v) { _mm_stream_pd(p, v); }
 #endif
 
+// a * b + c, scalar or vector, in one rounding where the ISA has a fused multiply-add (AVX2, AVX-512, NEON), in two
+// on x86-64 baseline. The kernels are built with -ffp-contract=off (CMakeLists.txt), so a multiply and an add fuse
+// only here: every form of an expression (a scalar head, an omp simd loop, a vector body, the ReLU's recomputed
+// pre-activation) then gives the same bits, which GCC's own contraction, free to fuse each form its way, did not
+// promise. (In omp simd loops GCC vectorizes the scalar builtin into the same vector instruction.)
+#if defined(__FMA__) || defined(__aarch64__)
+NK_ALWAYS_INLINE inline float fmadd(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+NK_ALWAYS_INLINE inline double fmadd(double a, double b, double c) { return __builtin_fma(a, b, c); }
+#else
+NK_ALWAYS_INLINE inline float fmadd(float a, float b, float c) { return a * b + c; }
+NK_ALWAYS_INLINE inline double fmadd(double a, double b, double c) { return a * b + c; }
+#endif
+#if defined(__AVX512F__)
+NK_ALWAYS_INLINE inline __m512 fmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+NK_ALWAYS_INLINE inline __m512d fmadd(__m512d a, __m512d b, __m512d c) { return _mm512_fmadd_pd(a, b, c); }
+#elif defined(__AVX__) && defined(__FMA__)
+NK_ALWAYS_INLINE inline __m256 fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+NK_ALWAYS_INLINE inline __m256d fmadd(__m256d a, __m256d b, __m256d c) { return _mm256_fmadd_pd(a, b, c); }
+#elif defined(__aarch64__)
+NK_ALWAYS_INLINE inline float32x4_t fmadd(float32x4_t a, float32x4_t b, float32x4_t c) { return vfmaq_f32(c, a, b); }
+NK_ALWAYS_INLINE inline float64x2_t fmadd(float64x2_t a, float64x2_t b, float64x2_t c) { return vfmaq_f64(c, a, b); }
+#else
+NK_ALWAYS_INLINE inline __m128 fmadd(__m128 a, __m128 b, __m128 c) { return a * b + c; }
+NK_ALWAYS_INLINE inline __m128d fmadd(__m128d a, __m128d b, __m128d c) { return a * b + c; }
+#endif
+
+// The normalized value ((x - hi) - lo) * s + t, and the backward's dx = a * dy + that, of every elementwise pass,
+// scalar (V = T) or vector: written once, for all of them.
+template <typename V>
+NK_ALWAYS_INLINE inline V affine_value(V x, V hi, V lo, V s, V t) { return fmadd((x - hi) - lo, s, t); }
+template <typename V>
+NK_ALWAYS_INLINE inline V affine_grad_value(V a, V dy, V x, V hi, V lo, V s, V t) {
+  return fmadd(a, dy, affine_value(x, hi, lo, s, t));
+}
+
 // The elementwise core of normalize and of the backward's dx: out = ((x - hi) - lo) * s + t (+ a * dy).
 // Always inlined: GCC kept it out of line, and the call per run was 10% of a small training forward (64-element runs).
 template <typename T>
 NK_ALWAYS_INLINE inline void affine_run(const T* x, const T* dy, T* out, int64_t len, T hi, T lo, T s, T t, T a) {
   if (dy) {
 #pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = a * dy[i] + ((x[i] - hi) - lo) * s + t;
+    for (int64_t i = 0; i < len; ++i) out[i] = affine_grad_value(a, dy[i], x[i], hi, lo, s, t);
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s + t;
+    for (int64_t i = 0; i < len; ++i) out[i] = affine_value(x[i], hi, lo, s, t);
   }
 }
 
@@ -85,9 +120,9 @@ NK_ALWAYS_INLINE inline void affine_run_stream(const T* x, const T* dy, T* out, 
   int64_t i = span.head;
   const auto vhi = vset(hi), vlo = vset(lo), vs = vset(s), vt = vset(t), va = vset(a);
   if (dy) {
-    for (; i < span.end; i += W) vstream(out + i, va * vload(dy + i) + ((vload(x + i) - vhi) - vlo) * vs + vt);
+    for (; i < span.end; i += W) vstream(out + i, affine_grad_value(va, vload(dy + i), vload(x + i), vhi, vlo, vs, vt));
   } else {
-    for (; i < span.end; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs + vt);
+    for (; i < span.end; i += W) vstream(out + i, affine_value(vload(x + i), vhi, vlo, vs, vt));
   }
   affine_run(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a);
 }
@@ -98,13 +133,13 @@ NK_ALWAYS_INLINE inline void affine_run_positional(const T* x, const T* dy, T* o
                                   const T* w, const T* b) {
   if (dy) {
 #pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = a * (dy[i] * (w ? w[i] : T(1))) + ((x[i] - hi) - lo) * s + t;
+    for (int64_t i = 0; i < len; ++i) out[i] = affine_grad_value(a, dy[i] * (w ? w[i] : T(1)), x[i], hi, lo, s, t);
   } else if (b) {
 #pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + b[i];
+    for (int64_t i = 0; i < len; ++i) out[i] = fmadd(((x[i] - hi) - lo) * s, w ? w[i] : T(1), b[i]);
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < len; ++i) out[i] = ((x[i] - hi) - lo) * s * (w ? w[i] : T(1)) + t;
+    for (int64_t i = 0; i < len; ++i) out[i] = fmadd(((x[i] - hi) - lo) * s, w ? w[i] : T(1), t);
   }
 }
 
@@ -119,12 +154,12 @@ NK_ALWAYS_INLINE inline void affine_run_positional_stream(const T* x, const T* d
   const auto vhi = vset(hi), vlo = vset(lo), vs = vset(s), vt = vset(t), va = vset(a), one = vset(T(1));
   if (dy) {
     for (; i < span.end; i += W)
-      vstream(out + i, va * (vload(dy + i) * (w ? vload(w + i) : one)) + ((vload(x + i) - vhi) - vlo) * vs + vt);
+      vstream(out + i, affine_grad_value(va, vload(dy + i) * (w ? vload(w + i) : one), vload(x + i), vhi, vlo, vs, vt));
   } else if (b) {
     for (; i < span.end; i += W)
-      vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vload(b + i));
+      vstream(out + i, fmadd(((vload(x + i) - vhi) - vlo) * vs, w ? vload(w + i) : one, vload(b + i)));
   } else {
-    for (; i < span.end; i += W) vstream(out + i, ((vload(x + i) - vhi) - vlo) * vs * (w ? vload(w + i) : one) + vt);
+    for (; i < span.end; i += W) vstream(out + i, fmadd(((vload(x + i) - vhi) - vlo) * vs, w ? vload(w + i) : one, vt));
   }
   affine_run_positional(x + i, dy ? dy + i : nullptr, out + i, len - i, hi, lo, s, t, a, w ? w + i : nullptr,
                         b ? b + i : nullptr);
@@ -136,10 +171,10 @@ NK_ALWAYS_INLINE inline void affine_row(const T* x, const T* dy, T* out, int64_t
                        const T* t, const T* a) {
   if (dy) {
 #pragma omp simd
-    for (int64_t b = 0; b < B; ++b) out[b] = a[b] * dy[b] + ((x[b] - hi[b]) - lo[b]) * s[b] + t[b];
+    for (int64_t b = 0; b < B; ++b) out[b] = affine_grad_value(a[b], dy[b], x[b], hi[b], lo[b], s[b], t[b]);
   } else {
 #pragma omp simd
-    for (int64_t b = 0; b < B; ++b) out[b] = ((x[b] - hi[b]) - lo[b]) * s[b] + t[b];
+    for (int64_t b = 0; b < B; ++b) out[b] = affine_value(x[b], hi[b], lo[b], s[b], t[b]);
   }
 }
 
@@ -151,24 +186,72 @@ NK_ALWAYS_INLINE inline void affine_row_vectors(const T* x, const T* dy, T* out,
   constexpr int64_t W = kVecBytes / sizeof(T);
   if (dy) {
     for (int64_t i = 0; i < len; i += W)
-      vstream(out + i, vload(a + i) * vload(dy + i) + ((vload(x + i) - vload(hi + i)) - vload(lo + i)) * vload(s + i) + vload(t + i));
+      vstream(out + i, affine_grad_value(vload(a + i), vload(dy + i), vload(x + i), vload(hi + i), vload(lo + i), vload(s + i), vload(t + i)));
   } else {
     for (int64_t i = 0; i < len; i += W)
-      vstream(out + i, ((vload(x + i) - vload(hi + i)) - vload(lo + i)) * vload(s + i) + vload(t + i));
+      vstream(out + i, affine_value(vload(x + i), vload(hi + i), vload(lo + i), vload(s + i), vload(t + i)));
   }
+}
+
+// Rows of at most this many columns stream with wrapped coefficients (affine_rows_stream_narrow).
+constexpr int64_t kNarrowRowCols = 64;
+
+// affine_rows_stream for rows of B <= kNarrowRowCols columns, where most vectors cross a row end (every one, for 8
+// floats 16 bytes off a line): the coefficients are copied once into arrays wrapped around the row (entry k holds
+// column k % B), so that the W columns from any column b are the W entries from b, and every vector of the range,
+// across row ends or within a row, is the same vector expression. (Assembling each crossing vector from scalar
+// parts made 8-column rows 20 % slower than not streaming at all.) The copies hold B + one line's elements: enough
+// for the head and the tail, each under a line, from any column.
+template <typename T>
+inline void affine_rows_stream_narrow(const T* x, const T* dy, T* out, int64_t rows, int64_t B, const T* hi,
+                                      const T* lo, const T* s, const T* t, const T* a) {
+  constexpr int64_t W = kVecBytes / sizeof(T), L = 64 / static_cast<int64_t>(sizeof(T)), kCap = kNarrowRowCols + L;
+  alignas(kVecBytes) T whi[kCap], wlo[kCap], ws[kCap], wt[kCap], wa[kCap];
+  const int64_t m = B + L;
+  for (int64_t k = 0, c = 0; k < m; ++k, c = c + 1 == B ? 0 : c + 1) {
+    whi[k] = hi[c], wlo[k] = lo[c], ws[k] = s[c], wt[k] = t[c], wa[k] = a ? a[c] : T(0);
+  }
+  const T* wap = a ? wa : nullptr;
+  const int64_t n = rows * B, step = W % B;
+  const StreamSpan span = stream_span(out, n);
+  if (span.end == span.head) {  // nothing to stream (under two lines, or out not even T-aligned): row by row
+    for (int64_t r = 0; r < rows; ++r)
+      affine_row(x + r * B, dy ? dy + r * B : nullptr, out + r * B, B, hi, lo, s, t, a);
+    return;
+  }
+  affine_row(x, dy, out, span.head, whi, wlo, ws, wt, wap);  // from column 0: the block starts a row
+  int64_t i = span.head, b = span.head % B;  // b: the column of element i
+  if (dy) {
+    for (; i < span.end; i += W) {
+      vstream(out + i, affine_grad_value(vload(wa + b), vload(dy + i), vload(x + i), vload(whi + b), vload(wlo + b), vload(ws + b), vload(wt + b)));
+      b += step;
+      if (b >= B) b -= B;
+    }
+  } else {
+    for (; i < span.end; i += W) {
+      vstream(out + i, affine_value(vload(x + i), vload(whi + b), vload(wlo + b), vload(ws + b), vload(wt + b)));
+      b += step;
+      if (b >= B) b -= B;
+    }
+  }
+  affine_row(x + i, dy ? dy + i : nullptr, out + i, n - i, whi + b, wlo + b, ws + b, wt + b, wap ? wap + b : nullptr);
 }
 
 // `rows` consecutive rows of B columns (contiguous: a block of the row walk), streamed as one range. Row by row,
 // every row end that falls inside a 64-byte line would need normal stores on both sides of it (stream_span): a line
 // read and scalar work per row. Here only the block's partial first and last lines are stored normally; a vector
 // that straddles a row end is assembled from the two rows' columns in a register-sized buffer and streamed whole.
-// (Row by row with 32-byte heads, out 48 bytes into a line made the channels-last eval 6x slower.) Rows narrower
-// than a vector are stored normally, as before: assembling every vector from several rows costs more than it saves.
-// Same expressions, same bits.
+// (Row by row with 32-byte heads, out 48 bytes into a line made the channels-last eval 6x slower.) Rows of up to
+// kNarrowRowCols columns, where row ends are many, take affine_rows_stream_narrow instead. Same expressions, same
+// bits (the kernels are built with -ffp-contract=off: a vector expression is its scalar form lane by lane).
 template <typename T>
 inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, int64_t B, const T* hi, const T* lo,
                                const T* s, const T* t, const T* a) {
   constexpr int64_t W = kVecBytes / sizeof(T);
+  if (B <= kNarrowRowCols) {
+    affine_rows_stream_narrow(x, dy, out, rows, B, hi, lo, s, t, a);
+    return;
+  }
   const int64_t n = rows * B;
   // len elements from element i (column b) into dst, across as many row ends as they span.
   const auto part = [&](int64_t i, int64_t b, int64_t len, T* dst) {
@@ -179,7 +262,7 @@ inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, in
     }
   };
   const StreamSpan span = stream_span(out, n);
-  if (B < W || span.end == span.head) {
+  if (span.end == span.head) {
     part(0, 0, n, out);
     return;
   }
