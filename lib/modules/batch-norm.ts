@@ -9,7 +9,7 @@ import { checks, type OptionSpec } from '../options.js';
 import { getNumThreads } from '../runtime.js';
 import { allocate, checkTensor, isLike, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation } from './activation.js';
-import { batchNormPlan, channelArray, ChannelScratch, copyInto, isPlanShape, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
+import { batchNormPlan, channelArray, ChannelScratch, copyInto, isPlanShape, matchesPlan, ofDtype, plainOut, type CallPlan } from './call-plan.js';
 import { accumulateGrad, wantsGrad, type BackwardOptions, type ForwardOptions } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
 
@@ -26,12 +26,6 @@ export const BATCH_NORM_DEFAULTS: OptionSpec<NormBaseOptions> = Object.freeze({
   nonFinite: { default: 'propagate', check: checks.nonFinite },
   activation: { default: null, check: checkActivation },
 });
-
-/** a, typed as `like`'s array type: the fast path writes arrays of its input's dtype; anything else is a bug here. */
-function ofDtype<A extends FloatArray>(like: A, a: FloatArray): A {
-  if (!isLike(like, a)) throw new Error('normkit internal: an output does not have its input\'s dtype');
-  return a;
-}
 
 interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; training: boolean; comm: Communicator | null }
 

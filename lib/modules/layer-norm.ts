@@ -1,14 +1,17 @@
 // LayerNorm and RMSNorm: torch.nn.LayerNorm / torch.nn.RMSNorm, bookkeeping only (math: functional/layer-norm.ts).
 // Parameters have the shape of normalizedShape; no running statistics, so train and eval behave the same.
+import { native } from '../binding.js';
 import { describe } from '../errors.js';
 import * as F from '../functional/layer-norm.js';
 import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checks, parseOptions, type OptionSpec } from '../options.js';
+import { getNumThreads } from '../runtime.js';
 import { allocate, checkTensor, dtypeOf, numel, type DType, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation, type Activation } from './activation.js';
+import { channelArray, copyInto, matchesPlan, ofDtype, plainOut, RowScratch, trailingNormPlan, type CallPlan } from './call-plan.js';
 import { Layer } from './layer.js';
-import { accumulateGrad, Parameter, wantsGrad } from './module.js';
+import { accumulateGrad, Parameter, wantsGrad, type BackwardOptions, type ForwardOptions } from './module.js';
 
 /** Options of LayerNorm (PyTorch's defaults). */
 export interface LayerNormModuleOptions {
@@ -81,6 +84,48 @@ abstract class TrailingNorm extends Layer {
     if (dtypeOf(x.data) !== this.dtype) throw new TypeError(`${this.layerName}: expected ${this.dtype} input (the layer's dtype) but received ${describe(x.data)}`);
     return x;
   }
+
+  // The fast path of repeated sync calls (call-plan.ts): a forward whose input matches what the last full forward
+  // accepted (shape, dtype), with nothing in the options but `out`, and the backward after it, make the full path's
+  // kernel call with the same arguments (so the same bits) and its bookkeeping, without re-deriving the checks or
+  // allocating per-row arrays; anything else returns null, for the full path to check and run. Not for a layer with
+  // an activation (LayerNorm's 'relu' takes the full path).
+  /** What the last full forward accepted; null: none yet (or an empty input). */
+  protected plan: CallPlan | null = null;
+  private rowScratch: RowScratch | null = null;
+
+  /** Records the input a full forward accepted (called at its end, once nothing can throw). */
+  protected acceptPlan(x: Tensor): void {
+    this.plan = trailingNormPlan(x, this.dtype, numel(this.normalizedShape));
+  }
+
+  /**
+   * The call the fast path serves for t — the input, or dy with `savedX`, the input of the forward it differentiates
+   * (null: none) — and options; null: none, for the full path.
+   */
+  protected planFor(t: unknown, options: unknown, savedX?: Tensor | null): PlannedCall | null {
+    const plan = this.plan;
+    if (plan === null || plan.dtype !== this.dtype || this.activation !== null || !matchesPlan(plan, t)) return null;
+    if (savedX === null || (savedX !== undefined && savedX.shape !== plan.shape)) return null;
+    const out = plainOut(plan, options, (savedX ?? t).data), K = plan.view.K;
+    const weight = channelArray(plan, this.weight?.data, K), bias = channelArray(plan, this.bias?.data, K);
+    if (out === false || weight === undefined || bias === undefined) return null;
+    let s = this.rowScratch;
+    if (s === null || s.channels !== plan.view.P) s = this.rowScratch = new RowScratch(plan.view.P, K);
+    return { plan, data: t.data, out: out ?? allocate(plan.dtype, plan.n), weight, bias, scratch: s };
+  }
+
+  /** Adds the kernel's per-position gradients (float64) into weight.grad and bias.grad, as the full path does. */
+  protected accumulatePlanned(c: PlannedCall): void {
+    const g = c.scratch.paramGrads(c.plan.dtype);  // rounded to the dtype first, as the full path's result arrays
+    if (this.weight) accumulateGrad(this.weight, copyInto(g.dweight, c.scratch.dw));
+    if (this.bias) accumulateGrad(this.bias, copyInto(g.dbias, c.scratch.db));
+  }
+}
+
+/** A call the fast path serves: its plan, input data, output array, the layer's parameters and the row scratch. */
+interface PlannedCall {
+  plan: CallPlan; data: FloatArray; out: FloatArray; weight: FloatArray | null; bias: FloatArray | null; scratch: RowScratch;
 }
 
 /**
@@ -114,7 +159,34 @@ export class LayerNorm extends TrailingNorm {
     this.checkOutAlias(out, x);
     const r = yield* F.layerNormSteps(x, this.normalizedShape, { weight: this.weight?.data ?? null, bias: this.bias?.data ?? null, eps: this.eps, out }, relu);
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd };
+    this.acceptPlan(x);
     return r.y;
+  }
+
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('forward');
+    const c = this.planFor(x, options);
+    if (c === null) return super.forward(x, options);
+    // functional/core.ts forwardTrain's call for layerNormSteps: rows of K, position parameters w and b.
+    const { P, K } = c.plan.view, s = c.scratch, stats = s.freeStats(this.saved?.mean);
+    native().forwardTrain(P, 1, 1, K, getNumThreads(), c.data, c.out, this.eps, null, null, stats.mean, s.m2, stats.invstd,
+      1, c.weight, c.bias, false);
+    this.saved = { x: { data: c.data, shape: c.plan.shape }, mean: stats.mean, invstd: stats.invstd };
+    return { data: ofDtype(x.data, c.out), shape: c.plan.shape };
+  }
+
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('backward');
+    const saved = this.saved;
+    const c = this.planFor(dy, options, saved?.x ?? null);
+    if (c === null || saved === null) return super.backward(dy, options);
+    // layerNormBackwardSteps' call: dx, and the weight/bias column sums when a parameter wants its gradient.
+    const { P, K } = c.plan.view, s = c.scratch;
+    const columns = wantsGrad(this.weight, this.bias) && (c.weight !== null || c.bias !== null);
+    native().backwardTrain(P, 1, 1, K, getNumThreads(), c.data, saved.x.data, c.out, saved.mean, saved.invstd, null, s.sumDy,
+      s.sumDyXmu, 1, c.weight, columns ? s.dw : null, columns ? s.db : null, false);
+    if (columns) this.accumulatePlanned(c);
+    return { data: ofDtype(dy.data, c.out), shape: c.plan.shape };
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {
@@ -157,7 +229,33 @@ export class RMSNorm extends TrailingNorm {
     this.checkOutAlias(out, x);
     const r = yield* F.rmsNormSteps(x, this.normalizedShape, { weight: this.weight?.data ?? null, eps: this.eps, out });
     this.saved = { x, invRms: r.saveInvRms };
+    this.acceptPlan(x);
     return r.y;
+  }
+
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('forward');
+    const c = this.planFor(x, options);
+    if (c === null) return super.forward(x, options);
+    // functional/layer-norm.ts rmsNormSteps' call: rms mode, the weight as position parameter, eps null = the dtype's.
+    const { P, K } = c.plan.view, s = c.scratch, stats = s.freeStats(this.saved?.invRms);
+    native().forwardTrain(P, 1, 1, K, getNumThreads(), c.data, c.out, this.eps ?? F.machineEpsilon(c.data), null, null,
+      stats.mean, s.m2, stats.invstd, 1, c.weight, null, true);
+    this.saved = { x: { data: c.data, shape: c.plan.shape }, invRms: stats.invstd };
+    return { data: ofDtype(x.data, c.out), shape: c.plan.shape };
+  }
+
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('backward');
+    const saved = this.saved;
+    const c = this.planFor(dy, options, saved?.x ?? null);
+    if (c === null || saved === null) return super.backward(dy, options);
+    // rmsNormBackwardSteps' call: centre 0, the weight's column sums when it wants its gradient.
+    const { P, K } = c.plan.view, s = c.scratch, columns = c.weight !== null && wantsGrad(this.weight);
+    native().backwardTrain(P, 1, 1, K, getNumThreads(), c.data, saved.x.data, c.out, s.zeros, saved.invRms, null, s.sumDy,
+      s.sumDyXmu, 1, c.weight, columns ? s.dw : null, columns ? s.db : null, true);
+    if (columns) this.accumulatePlanned(c);
+    return { data: ofDtype(dy.data, c.out), shape: c.plan.shape };
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
