@@ -5,15 +5,13 @@
 // input still gets the full path's error with no state changed; a refused forward leaves the saved statistics.
 import { describe, expect, it } from 'vitest';
 import { LayerNorm, RMSNorm } from '../lib/index.js';
-import { expectBitIdentical, expectClose, randn } from './helpers/compare.js';
+import { dtypeName, expectBitIdentical, expectClose, randn, randnTensor } from './helpers/compare.js';
 import { tolerance } from './helpers/close.js';
 import { byRow, refNorm, refNormBackward } from './helpers/reference.js';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
 type Norm = LayerNorm | RMSNorm;
-const dtypeName = (C: Ctor) => (C === Float32Array ? 'float32' : 'float64');
-const tensorOf = (C: Ctor, shape: number[], seed: number) =>
-  ({ data: randn(shape.reduce((a, b) => a * b, 1), seed, C), shape });
+const tensorOf = randnTensor;
 
 /** Every byte of a layer's state: parameters and their grads. */
 function state(m: Norm): string {

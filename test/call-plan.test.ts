@@ -7,16 +7,14 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, tensor, type BatchNormBase, type StateDict } from '../lib/index.js';
-import { expectBitIdentical, expectClose, randn } from './helpers/compare.js';
+import { dtypeName, expectBitIdentical, expectClose, randn, randnTensor } from './helpers/compare.js';
 import { tolerance } from './helpers/close.js';
 import type { FixtureCase } from './helpers/fixtures.js';
 import { typed } from './helpers/replay.js';
 import { refBackward, refForward } from './helpers/reference.js';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
-const dtypeName = (C: Ctor) => (C === Float32Array ? 'float32' : 'float64');
-const tensorOf = (C: Ctor, shape: number[], seed: number) =>
-  ({ data: randn(shape.reduce((a, b) => a * b, 1), seed, C), shape });
+const tensorOf = randnTensor;
 
 /** Every byte of a layer's state: parameters, grads, buffers, counter. */
 function state(bn: BatchNormBase): string {

@@ -91,7 +91,7 @@ abstract class TrailingNorm extends Layer {
   // allocating per-row arrays; anything else returns null, for the full path to check and run. Not for a layer with
   // an activation (LayerNorm's 'relu' takes the full path).
   /** What the last full forward accepted; null: none yet (or an empty input). */
-  protected plan: CallPlan | null = null;
+  private plan: CallPlan | null = null;
   private rowScratch: RowScratch | null = null;
 
   /** Records the input a full forward accepted (called at its end, once nothing can throw). */
@@ -103,7 +103,7 @@ abstract class TrailingNorm extends Layer {
    * The call the fast path serves for t — the input, or dy with `savedX`, the input of the forward it differentiates
    * (null: none) — and options; null: none, for the full path.
    */
-  protected planFor(t: unknown, options: unknown, savedX?: Tensor | null): PlannedCall | null {
+  private planFor(t: unknown, options: unknown, savedX?: Tensor | null): PlannedCall | null {
     const plan = this.plan;
     if (plan === null || plan.dtype !== this.dtype || this.activation !== null || !matchesPlan(plan, t)) return null;
     if (savedX === null || (savedX !== undefined && savedX.shape !== plan.shape)) return null;
@@ -115,11 +115,39 @@ abstract class TrailingNorm extends Layer {
     return { plan, data: t.data, out: out ?? allocate(plan.dtype, plan.n), weight, bias, scratch: s };
   }
 
-  /** Adds the kernel's per-position gradients (float64) into weight.grad and bias.grad, as the full path does. */
-  protected accumulatePlanned(c: PlannedCall): void {
-    const g = c.scratch.paramGrads(c.plan.dtype);  // rounded to the dtype first, as the full path's result arrays
-    if (this.weight) accumulateGrad(this.weight, copyInto(g.dweight, c.scratch.dw));
-    if (this.bias) accumulateGrad(this.bias, copyInto(g.dbias, c.scratch.db));
+  /**
+   * The fast forward (null: not served): the kernel call functional/layer-norm.ts makes (rows of K, the weight and,
+   * for LayerNorm, the bias as position parameters; rms: RMSNorm's statistics), into the statistics set `saved` (the
+   * saved state's mean or invstd) does not hold. Returns y, the saved input and the statistics written.
+   */
+  protected fastForward(x: unknown, options: unknown, saved: Float64Array | undefined, eps: number | null, rms: boolean):
+    { y: Tensor; x: Tensor; mean: Float64Array; invstd: Float64Array } | null {
+    const c = this.planFor(x, options);
+    if (c === null) return null;
+    const { P, K } = c.plan.view, s = c.scratch, stats = s.freeStats(saved);
+    native().forwardTrain(P, 1, 1, K, getNumThreads(), c.data, c.out, eps ?? F.machineEpsilon(c.data), null, null,
+      stats.mean, s.m2, stats.invstd, 1, c.weight, rms ? null : c.bias, rms);
+    return { y: { data: c.out, shape: c.plan.shape }, x: { data: c.data, shape: c.plan.shape }, ...stats };
+  }
+
+  /**
+   * The fast backward of the forward that saved x, mean (null: RMSNorm's 0) and invstd (null: not served): dx, and
+   * the weight and bias gradients added into their grads when one of them wants its gradient, as the full path.
+   */
+  protected fastBackward(dy: unknown, options: unknown, saved: { x: Tensor; mean: Float64Array | null; invstd: Float64Array } | null,
+    rms: boolean): Tensor | null {
+    const c = this.planFor(dy, options, saved?.x ?? null);
+    if (c === null || saved === null) return null;
+    const { P, K } = c.plan.view, s = c.scratch;
+    const columns = (c.weight !== null || c.bias !== null) && wantsGrad(this.weight, this.bias);
+    native().backwardTrain(P, 1, 1, K, getNumThreads(), c.data, saved.x.data, c.out, saved.mean ?? s.zeros, saved.invstd,
+      null, s.sumDy, s.sumDyXmu, 1, c.weight, columns ? s.dw : null, columns ? s.db : null, rms);
+    if (columns) {
+      const g = s.paramGrads(c.plan.dtype);  // rounded to the dtype first, as the full path's result arrays
+      if (this.weight) accumulateGrad(this.weight, copyInto(g.dweight, s.dw));
+      if (this.bias) accumulateGrad(this.bias, copyInto(g.dbias, s.db));
+    }
+    return { data: c.out, shape: c.plan.shape };
   }
 }
 
@@ -163,32 +191,6 @@ export class LayerNorm extends TrailingNorm {
     return r.y;
   }
 
-  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
-    this.assertIdle('forward');
-    const c = this.planFor(x, options);
-    if (c === null) return super.forward(x, options);
-    // functional/core.ts forwardTrain's call for layerNormSteps: rows of K, position parameters w and b.
-    const { P, K } = c.plan.view, s = c.scratch, stats = s.freeStats(this.saved?.mean);
-    native().forwardTrain(P, 1, 1, K, getNumThreads(), c.data, c.out, this.eps, null, null, stats.mean, s.m2, stats.invstd,
-      1, c.weight, c.bias, false);
-    this.saved = { x: { data: c.data, shape: c.plan.shape }, mean: stats.mean, invstd: stats.invstd };
-    return { data: ofDtype(x.data, c.out), shape: c.plan.shape };
-  }
-
-  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
-    this.assertIdle('backward');
-    const saved = this.saved;
-    const c = this.planFor(dy, options, saved?.x ?? null);
-    if (c === null || saved === null) return super.backward(dy, options);
-    // layerNormBackwardSteps' call: dx, and the weight/bias column sums when a parameter wants its gradient.
-    const { P, K } = c.plan.view, s = c.scratch;
-    const columns = wantsGrad(this.weight, this.bias) && (c.weight !== null || c.bias !== null);
-    native().backwardTrain(P, 1, 1, K, getNumThreads(), c.data, saved.x.data, c.out, saved.mean, saved.invstd, null, s.sumDy,
-      s.sumDyXmu, 1, c.weight, columns ? s.dw : null, columns ? s.db : null, false);
-    if (columns) this.accumulatePlanned(c);
-    return { data: ofDtype(dy.data, c.out), shape: c.plan.shape };
-  }
-
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
@@ -199,6 +201,20 @@ export class LayerNorm extends TrailingNorm {
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
     if (this.bias && r.dbias) accumulateGrad(this.bias, r.dbias);
     return r.dx;
+  }
+
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('forward');
+    const r = this.fastForward(x, options, this.saved?.mean, this.eps, false);
+    if (r === null) return super.forward(x, options);
+    this.saved = { x: r.x, mean: r.mean, invstd: r.invstd };
+    return { data: ofDtype(x.data, r.y.data), shape: r.y.shape };
+  }
+
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('backward');
+    const dx = this.fastBackward(dy, options, this.saved, false);
+    return dx === null ? super.backward(dy, options) : { data: ofDtype(dy.data, dx.data), shape: dx.shape };
   }
 }
 
@@ -233,31 +249,6 @@ export class RMSNorm extends TrailingNorm {
     return r.y;
   }
 
-  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
-    this.assertIdle('forward');
-    const c = this.planFor(x, options);
-    if (c === null) return super.forward(x, options);
-    // functional/layer-norm.ts rmsNormSteps' call: rms mode, the weight as position parameter, eps null = the dtype's.
-    const { P, K } = c.plan.view, s = c.scratch, stats = s.freeStats(this.saved?.invRms);
-    native().forwardTrain(P, 1, 1, K, getNumThreads(), c.data, c.out, this.eps ?? F.machineEpsilon(c.data), null, null,
-      stats.mean, s.m2, stats.invstd, 1, c.weight, null, true);
-    this.saved = { x: { data: c.data, shape: c.plan.shape }, invRms: stats.invstd };
-    return { data: ofDtype(x.data, c.out), shape: c.plan.shape };
-  }
-
-  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
-    this.assertIdle('backward');
-    const saved = this.saved;
-    const c = this.planFor(dy, options, saved?.x ?? null);
-    if (c === null || saved === null) return super.backward(dy, options);
-    // rmsNormBackwardSteps' call: centre 0, the weight's column sums when it wants its gradient.
-    const { P, K } = c.plan.view, s = c.scratch, columns = c.weight !== null && wantsGrad(this.weight);
-    native().backwardTrain(P, 1, 1, K, getNumThreads(), c.data, saved.x.data, c.out, s.zeros, saved.invRms, null, s.sumDy,
-      s.sumDyXmu, 1, c.weight, columns ? s.dw : null, columns ? s.db : null, true);
-    if (columns) this.accumulatePlanned(c);
-    return { data: ofDtype(dy.data, c.out), shape: c.plan.shape };
-  }
-
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined): Steps<Tensor> {
     const saved = this.saved;
     if (!saved) throw this.noForward();
@@ -266,5 +257,19 @@ export class RMSNorm extends TrailingNorm {
       weight: this.weight?.data ?? null, saveInvRms: saved.invRms, out }, wantsGrad(this.weight));
     if (this.weight && r.dweight) accumulateGrad(this.weight, r.dweight);
     return r.dx;
+  }
+
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('forward');
+    const r = this.fastForward(x, options, this.saved?.invRms, this.eps, true);
+    if (r === null) return super.forward(x, options);
+    this.saved = { x: r.x, invRms: r.invstd };
+    return { data: ofDtype(x.data, r.y.data), shape: r.y.shape };
+  }
+
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('backward');
+    const saved = this.saved, dx = this.fastBackward(dy, options, saved && { x: saved.x, mean: null, invstd: saved.invRms }, true);
+    return dx === null ? super.backward(dy, options) : { data: ofDtype(dy.data, dx.data), shape: dx.shape };
   }
 }

@@ -69,3 +69,10 @@ export function centralDifference(loss: () => number, data: Float32Array | Float
   data[i] = old;
   return (up - down) / (2 * h);
 }
+
+/** The dtype name of a float array constructor. */
+export const dtypeName = (C: Float32ArrayConstructor | Float64ArrayConstructor) => (C === Float32Array ? 'float32' : 'float64');
+
+/** A tensor of `shape` with standard normal values from `seed`, of C's dtype. */
+export const randnTensor = (C: Float32ArrayConstructor | Float64ArrayConstructor, shape: number[], seed: number) =>
+  ({ data: randn(shape.reduce((a, b) => a * b, 1), seed, C), shape });
