@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { BatchNorm1d, BatchNorm2d, tensor, type BatchNormBase, type StateDict } from '../lib/index.js';
-import { dtypeName, expectBitIdentical, expectClose, randn, randnTensor } from './helpers/compare.js';
+import { dtypeName, expectBitIdentical, expectClose, randn, randnTensor, resizableBuffer } from './helpers/compare.js';
 import { tolerance } from './helpers/close.js';
 import type { FixtureCase } from './helpers/fixtures.js';
 import { typed } from './helpers/replay.js';
@@ -126,6 +126,18 @@ describe('with a plan in place, bad input still gets the full path\'s error and 
       if (!/replaced|removed|converted/.test(name)) expect(state(p.bn)).toBe(before);
     });
   }
+
+  it('backward after the saved input was detached, or its resizable buffer grew: the full path\'s error', () => {
+    for (const change of ['detach', 'grow'] as const) {
+      const bn = new BatchNorm1d(3), buffer = resizableBuffer(12 * 4, 24 * 4);
+      const x = { data: new Float32Array(buffer), shape: [4, 3] }, dy = tensorOf(Float32Array, [4, 3], 6);
+      x.data.set(randn(12, 5, Float32Array));
+      bn.forward(x); bn.forward(x); bn.backward(dy); bn.forward(x);  // the plan, and a planned forward saved
+      if (change === 'detach') structuredClone(buffer, { transfer: [buffer] });
+      else buffer.resize(24 * 4);
+      expectRefused(bn, () => bn.backward(dy), change === 'detach' ? TypeError : RangeError, change === 'detach' ? /detached/ : /holds 24/);
+    }
+  });
 
   it('a busy layer refuses a planned call', async () => {
     const { bn, x } = planned();

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm, getNumThreads, setNumThreads, type Tensor,
 } from '../lib/index.js';
-import { expectNear, rng } from './helpers/compare.js';
+import { expectBitIdentical, expectNear, rng } from './helpers/compare.js';
 import { byChannel, byRow, bySampleChannel, bySampleGroup, refNorm, refNormBackward, type Grouping } from './helpers/reference.js';
 import type { ForwardOptions } from '../lib/index.js';
 
@@ -118,16 +118,22 @@ describe('the streamed row walk with out at each 16-byte step of a cache line', 
       }
       const n = x.data.length, step = 16 / x.data.BYTES_PER_ELEMENT;
       const big = dtype === 'float32' ? new Float32Array(n + 64) : new Float64Array(n + 64);
+      let first: Array<Float32Array | Float64Array> = [];  // the outputs at +0: every other start gives their bits
       for (let k = 0; k < 4; k++) {
-        const out = big.subarray(k * step, k * step + n), at = `at +${16 * k} B`;
+        const out = big.subarray(k * step, k * step + n), at = `at +${16 * k} B`, got: Array<Float32Array | Float64Array> = [];
         const bn = new BatchNorm1d(C, { dtype });
         bn.forward(x, { out });
         expectNear(out, ref.y, TOL[dtype], `y ${at}`);
+        got.push(out.slice());
         bn.backward(dy, { out });
         expectNear(out, rb.dx, TOL[dtype], `dx ${at}`);
+        got.push(out.slice());
         bn.eval();
         bn.forward(x, { out });
         expectNear(out, ye, TOL[dtype], `eval y ${at}`);
+        got.push(out.slice());
+        if (k === 0) first = got;
+        else got.forEach((a, i) => expectBitIdentical(a, first[i]!, `${['y', 'dx', 'eval y'][i]} ${at} vs +0`));
       }
     });
   }
@@ -168,6 +174,22 @@ describe('the rest of the family at bench size against the float64 reference', (
   it('RMSNorm [65536,512]: row statistics without a mean, weight column reduction', () => {
     const x = input([65536, 512], 3, 'float32', 1);
     checkTrainingStep(new RMSNorm(512, { eps: 1e-6 }), x, byRow(x.data.length, 512), 1e-6, 'float32', true);
+  });
+
+  it('LayerNorm rows over 2 MB (the two-phase walk), backward with out === dy: weight/bias gradients from dy before dx overwrites it', () => {
+    const shape = [2, 600000], D = 600000, x = input(shape, 6, 'float32', 1), dy = input(shape, 7, 'float32');
+    const gr = byRow(x.data.length, D), ref = refNorm(x.data, gr, 1e-5, {}), rb = refNormBackward(x.data, dy.data, gr, 1e-5, { stats: ref });
+    const grads = (inPlace: boolean) => {
+      const ln = new LayerNorm(D), d = { data: dy.data.slice(), shape };
+      ln.forward(x);
+      const dx = ln.backward(d, inPlace ? { out: d.data } : undefined);
+      return { dx: dx.data, dweight: ln.weight!.grad!, dbias: ln.bias!.grad! };
+    };
+    const apart = grads(false), inPlace = grads(true);
+    expectNear(apart.dweight, rb.dweight, 1e-5, 'dweight');
+    expectNear(apart.dbias, rb.dbias, 1e-5, 'dbias');
+    expectNear(apart.dx, rb.dx, TOL.float32, 'dx');
+    for (const k of ['dx', 'dweight', 'dbias'] as const) expectBitIdentical(inPlace[k], apart[k], `${k} with out === dy`);
   });
 
   it('GroupNorm(32) [16,256,56,56]: groups of 8 channels, per-channel affine', () => {

@@ -23,7 +23,8 @@ const CASES: Case[] = [
   { name: 'BatchNorm2d NCHW, fused walk', layer: 'BatchNorm2d', args: [61], shape: [15, 61, 67, 69], dtype: 'float32', gr: byChannel([15, 61, 67, 69], false), eps: 1e-5 },
   { name: 'BatchNorm2d NCHW, channel waves', layer: 'BatchNorm2d', args: [3], shape: [2, 3, 1023, 1025], dtype: 'float32', gr: byChannel([2, 3, 1023, 1025], false), eps: 1e-5 },
   { name: 'BatchNorm1d 2-D, row walk', layer: 'BatchNorm1d', args: [263], shape: [16383, 263], dtype: 'float32', gr: byChannel([16383, 263], false), eps: 1e-5 },
-  // Narrow rows stream with wrapped coefficients: every vector crosses row ends (8 columns), or several (5).
+  // Narrow rows stream with wrapped coefficients: with Node's placement of a fresh array (16 bytes into a line) every
+  // vector crosses a row end (8 columns), or several (5).
   { name: 'BatchNorm1d 2-D, 8-column rows', layer: 'BatchNorm1d', args: [8], shape: [530001, 8], dtype: 'float32', gr: byChannel([530001, 8], false), eps: 1e-5 },
   { name: 'BatchNorm1d 2-D, 5-column rows', layer: 'BatchNorm1d', args: [5], shape: [900001, 5], dtype: 'float32', gr: byChannel([900001, 5], false), eps: 1e-5 },
   { name: 'BatchNorm2d NCHW float64, fused walk', layer: 'BatchNorm2d', args: [33], shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },

@@ -151,6 +151,7 @@ export abstract class BatchNormBase extends NormBase {
   private planBackward(dy: unknown, options: unknown): Tensor | null {
     const plan = this.plan, saved = this.saved;
     if (plan === null || saved === null || saved.x.shape !== plan.shape || saved.comm !== null) return null;
+    if (saved.x.data.length !== plan.n) return null;  // detached or resized since the forward: the full path's error
     const relu = this.activation === 'relu';
     if ((relu && !isPlanShape(plan, this.plainActivationShape())) || !matchesPlan(plan, dy)) return null;
     const out = plainOut(plan, options, saved.x.data), weight = channelArray(plan, this.weight?.data, this.numFeatures);

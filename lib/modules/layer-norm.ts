@@ -106,7 +106,8 @@ abstract class TrailingNorm extends Layer {
   private planFor(t: unknown, options: unknown, savedX?: Tensor | null): PlannedCall | null {
     const plan = this.plan;
     if (plan === null || plan.dtype !== this.dtype || this.activation !== null || !matchesPlan(plan, t)) return null;
-    if (savedX === null || (savedX !== undefined && savedX.shape !== plan.shape)) return null;
+    // The saved input must still hold the plan's elements (a detached or resized buffer: the full path's error).
+    if (savedX === null || (savedX !== undefined && (savedX.shape !== plan.shape || savedX.data.length !== plan.n))) return null;
     const out = plainOut(plan, options, (savedX ?? t).data), K = plan.view.K;
     const weight = channelArray(plan, this.weight?.data, K), bias = channelArray(plan, this.bias?.data, K);
     if (out === false || weight === undefined || bias === undefined) return null;

@@ -293,6 +293,8 @@ void backward_train(const T* dy, const T* x, T* dx, const Geometry& g, const Aff
     group_grad_coefs(af.gamma, seg, grp, invstd[grp], n, af.rms, sum_dy, sum_dyx, a0, b0, c0);
     for (int64_t c = grp * seg; c < (grp + 1) * seg; ++c) a[c] = segment_scale(af.gamma, seg, c, a0), b[c] = b0, cc[c] = c0;
   }
-  backward_apply<T>(dy, x, dx, cg, me, a, b, cc, af.pos.w, cc + C, threads, /*reverse=*/true, act);
+  // The column sums before dx: without an activation dx may be written over dy (`out` sharing dy's memory), and
+  // param_grad reads dy. (After it, a LayerNorm row over 2 MB gave a wrong weight gradient with out === dy.)
   if (columns) param_grad<T>(dy, x, g, me, invstd, dw, db, pw, threads, act);
+  backward_apply<T>(dy, x, dx, cg, me, a, b, cc, af.pos.w, cc + C, threads, /*reverse=*/true, act);
 }

@@ -76,3 +76,9 @@ export const dtypeName = (C: Float32ArrayConstructor | Float64ArrayConstructor) 
 /** A tensor of `shape` with standard normal values from `seed`, of C's dtype. */
 export const randnTensor = (C: Float32ArrayConstructor | Float64ArrayConstructor, shape: number[], seed: number) =>
   ({ data: randn(shape.reduce((a, b) => a * b, 1), seed, C), shape });
+
+/** A resizable ArrayBuffer (ES2024: Node 20 has it; the TypeScript lib this project compiles against does not declare it). */
+export function resizableBuffer(bytes: number, maxBytes: number): ArrayBuffer & { resize(bytes: number): void } {
+  const Resizable = ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(bytes: number): void };
+  return new Resizable(bytes, { maxByteLength: maxBytes });
+}
