@@ -66,8 +66,9 @@ static_assert(kLanes == 32, "combine_lanes spells out the tree of 32 lanes");
 // acc += a * b, in one rounding where the ISA has a fused multiply-add (AVX2, AVX-512, NEON), two on x86-64 baseline.
 // The kernels are built with -ffp-contract=off, so a multiply-add fuses only where written (here, and core/simd.h
 // fmadd): the same in every loop that must agree (a run's chunks and its tail), instead of wherever GCC's
-// contraction happened to fuse one. Only the reductions' centered products use it: there the add chain, not memory, bounds the speed (the
-// NCHW forward on L2-resident channels ran 15 % slower with a multiply and an add). By reference: see below.
+// contraction happened to fuse one. The lane reductions' centered products use it: there the add chain, not
+// memory, bounds the speed (the NCHW forward on L2-resident channels ran 15 % slower with a multiply and an add).
+// By reference: see below. (simd.h's fmadd has no overload for these 4-double lanes, half a vector on AVX-512.)
 inline void add_product(LaneVec& acc, const LaneVec& a, const LaneVec& b) {
 #if defined(__FMA__)
   acc = reinterpret_cast<LaneVec>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(a), reinterpret_cast<__m256d>(b),

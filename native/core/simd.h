@@ -50,22 +50,20 @@ inline void vstream(double* p, __m128d v) { _mm_stream_pd(p, v); }
 #if defined(__FMA__) || defined(__aarch64__)
 NK_ALWAYS_INLINE inline float fmadd(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 NK_ALWAYS_INLINE inline double fmadd(double a, double b, double c) { return __builtin_fma(a, b, c); }
-#else
-NK_ALWAYS_INLINE inline float fmadd(float a, float b, float c) { return a * b + c; }
-NK_ALWAYS_INLINE inline double fmadd(double a, double b, double c) { return a * b + c; }
-#endif
 #if defined(__AVX512F__)
 NK_ALWAYS_INLINE inline __m512 fmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
 NK_ALWAYS_INLINE inline __m512d fmadd(__m512d a, __m512d b, __m512d c) { return _mm512_fmadd_pd(a, b, c); }
-#elif defined(__AVX__) && defined(__FMA__)
+#elif defined(__AVX__)
 NK_ALWAYS_INLINE inline __m256 fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
 NK_ALWAYS_INLINE inline __m256d fmadd(__m256d a, __m256d b, __m256d c) { return _mm256_fmadd_pd(a, b, c); }
-#elif defined(__aarch64__)
+#else
 NK_ALWAYS_INLINE inline float32x4_t fmadd(float32x4_t a, float32x4_t b, float32x4_t c) { return vfmaq_f32(c, a, b); }
 NK_ALWAYS_INLINE inline float64x2_t fmadd(float64x2_t a, float64x2_t b, float64x2_t c) { return vfmaq_f64(c, a, b); }
+#endif
 #else
-NK_ALWAYS_INLINE inline __m128 fmadd(__m128 a, __m128 b, __m128 c) { return a * b + c; }
-NK_ALWAYS_INLINE inline __m128d fmadd(__m128d a, __m128d b, __m128d c) { return a * b + c; }
+// No fused multiply-add (x86-64 baseline): two roundings, for scalars and SSE vectors alike.
+template <typename V>
+NK_ALWAYS_INLINE inline V fmadd(V a, V b, V c) { return a * b + c; }
 #endif
 
 // The normalized value ((x - hi) - lo) * s + t, and the backward's dx = a * dy + that, of every elementwise pass,
