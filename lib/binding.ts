@@ -16,6 +16,8 @@ export interface NativeInfo {
   openmp: boolean;
   maxThreads: number;
   processors: number;
+  /** Elements each thread must get before a kernel goes parallel (native/kernels.h kGrainElems). */
+  grainElems: number;
 }
 
 type Arr = Float32Array | Float64Array;

@@ -468,8 +468,9 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   const size_t bytes = static_cast<size_t>(src.length) * width;
   const auto* s = static_cast<const char*>(src.data);
   auto* d = static_cast<char*>(dst.data);
-  // Small copies run on one thread, as the kernels do below 32K elements (kMinParallelElems).
-  const int threads = nt < 1 || src.length < 32768 ? 1 : nt;
+  // On as many threads as a kernel over as many elements would use (kernels.h kGrainElems).
+  const int64_t most = src.length / kGrainElems;
+  const int threads = nt <= 1 || most <= 1 ? 1 : most < nt ? static_cast<int>(most) : nt;
   if (threads == 1) {  // no parallel region: entering one costs about a microsecond even for one thread
     if (bytes > 0 && streaming) copy_streaming(d, s, bytes);
     else if (bytes > 0) std::memcpy(d, s, bytes);
@@ -498,6 +499,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("openmp", true);
   o.Set("maxThreads", omp_get_max_threads());
   o.Set("processors", omp_get_num_procs());
+  o.Set("grainElems", static_cast<double>(kGrainElems));
   return o;
 }
 

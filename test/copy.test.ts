@@ -6,7 +6,9 @@ import { native } from '../lib/binding.js';
 describe('the roofline copy', () => {
   for (const streaming of [false, true]) {
     it(`${streaming ? 'non-temporal' : 'memcpy'}: every element, at odd offsets and lengths, on 1 and 2 threads`, () => {
-      for (const [offset, length] of [[0, 100_003], [1, 70_001], [3, 17], [5, 0]] as const) {
+      // Copies of fewer than two grains of elements (native/kernels.h kGrainElems) run on one thread, as the kernels do.
+      const grain = native().info().grainElems;
+      for (const [offset, length] of [[0, 2 * grain + 3], [1, 2 * grain + 70_001], [2, 70_001], [3, 17], [5, 0]] as const) {
         for (const threads of [1, 2]) {
           const src = Float32Array.from({ length }, (_, i) => i * 0.5 + 1);
           const dst = new Float32Array(new ArrayBuffer((length + offset + 1) * 4), offset * 4, length);

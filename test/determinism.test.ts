@@ -1,19 +1,22 @@
 // Results are bit-identical for every thread count and for sync vs async calls: work is cut by the shape,
 // partials are indexed by task and merged in a fixed order (compare two normkit runs on purpose).
-import { afterAll, describe, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { BatchNorm2d, functional as F, getNumThreads, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm, setNumThreads, tensor, type Tensor } from '../lib/index.js';
+import { native } from '../lib/binding.js';
 import { expectBitIdentical, randn } from './helpers/compare.js';
 
 const initial = getNumThreads();
 afterAll(() => setNumThreads(initial));
 
-// Shapes above the single-thread cut-off (32K elements) on both kernel walks (group walk: NCHW; row walk:
-// channels last and 2-D), with tails that do not divide evenly.
+// A kernel runs on min(threads, elements / grain) threads (native/kernels.h kGrainElems): every shape here has at
+// least 8 grains of elements, so that each thread count below really runs that many threads. Both kernel walks (group
+// walk: NCHW; row walk: channels last and 2-D), with tails that do not divide evenly.
+const GRAIN = native().info().grainElems;
 const SHAPES: Array<{ shape: number[]; channelsLast: boolean }> = [
-  { shape: [16, 7, 33, 31], channelsLast: false },
-  { shape: [5, 3, 101, 97], channelsLast: false },
-  { shape: [9, 17, 19, 37], channelsLast: true },
-  { shape: [6001, 13], channelsLast: false },
+  { shape: [40, 7, 33, 67], channelsLast: false },
+  { shape: [18, 3, 101, 97], channelsLast: false },
+  { shape: [45, 17, 19, 37], channelsLast: true },
+  { shape: [41001, 13], channelsLast: false },
   // Channels past 2 MB: the two-phase walk on 1 thread, channel waves (a channel split over the threads) on more.
   { shape: [4, 3, 400, 400], channelsLast: false },
 ];
@@ -32,6 +35,7 @@ describe('thread-count determinism', () => {
     for (const { shape, channelsLast } of SHAPES) {
       it(`${dtype} ${JSON.stringify(shape)}${channelsLast ? ' channels-last' : ''}: 1..8 threads give the same bits`, () => {
         const n = shape.reduce((a, b) => a * b, 1), Ctor = dtype === 'float32' ? Float32Array : Float64Array;
+        expect(n).toBeGreaterThanOrEqual(8 * GRAIN);
         const x = tensor(randn(n, 1, Ctor).map((v, i) => v * 2 + 1000 + (i % 11)), shape);
         const dy = tensor(randn(n, 2, Ctor), shape);
         setNumThreads(1);
@@ -66,19 +70,20 @@ describe('sync and async give the same bits', () => {
 
 describe('the family is thread-count independent too', () => {
   const layers: Array<[string, () => import('../lib/index.js').Module, number[]]> = [
-    ['LayerNorm (paramGrad column sums)', () => new LayerNorm(257), [301, 257]],
-    ['RMSNorm', () => new RMSNorm([3, 97]), [130, 3, 97]],
+    ['LayerNorm (paramGrad column sums)', () => new LayerNorm(257), [2041, 257]],
+    ['RMSNorm', () => new RMSNorm([3, 97]), [1803, 3, 97]],
     // 9 rows: fused per row block on 1 and 3 threads, two-phase (separate column reduction) on 2 and 8.
-    ['LayerNorm, few long rows (fused and two-phase walks)', () => new LayerNorm(4001), [9, 4001]],
-    ['RMSNorm, few long rows (fused and two-phase walks)', () => new RMSNorm(4001), [9, 4001]],
-    ['GroupNorm', () => new GroupNorm(3, 12), [9, 12, 31, 17]],
+    ['LayerNorm, few long rows (fused and two-phase walks)', () => new LayerNorm(60001), [9, 60001]],
+    ['RMSNorm, few long rows (fused and two-phase walks)', () => new RMSNorm(60001), [9, 60001]],
+    ['GroupNorm', () => new GroupNorm(3, 12), [9, 12, 31, 157]],
     ['GroupNorm, groups past 2 MB (two-phase walk, then channel waves)', () => new GroupNorm(2, 8), [1, 8, 400, 400]],
-    ['GroupNorm channels-last', () => new GroupNorm(4, 32, { channelsLast: true }), [5, 29, 31, 32]],
-    ['InstanceNorm2d with running stats', () => new InstanceNorm2d(7, { affine: true, trackRunningStats: true }), [6, 7, 37, 41]],
+    ['GroupNorm channels-last', () => new GroupNorm(4, 32, { channelsLast: true }), [19, 29, 31, 32]],
+    ['InstanceNorm2d with running stats', () => new InstanceNorm2d(7, { affine: true, trackRunningStats: true }), [50, 7, 37, 41]],
   ];
   for (const [name, make, shape] of layers) {
     it(name, () => {
       const n = shape.reduce((a, b) => a * b, 1);
+      expect(n).toBeGreaterThanOrEqual(8 * GRAIN);  // as above: every thread count runs its threads
       const x = tensor(randn(n, 11, Float32Array).map((v, i) => v * 3 + (i % 5)), shape), dy = tensor(randn(n, 12, Float32Array), shape);
       const run = (threads: number) => {
         setNumThreads(threads);

@@ -68,6 +68,11 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   { shape: [32, 128, 56, 56], channelsLast: false, path: 'fused walk in float64, streaming', dtype: 'float64' },
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row: one thread, each pass in memory order', dtype: 'float32' },
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row in float64: one thread, memory order', dtype: 'float64' },
+  // Under two grains of elements (native/kernels.h kGrainElems) a kernel runs on one thread, and up to 512 KB each pass
+  // walks memory order (core/norm.h kMemoryOrderBytes): at the bound, and one batch past it (the fused walk).
+  { shape: [32, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound', dtype: 'float32' },
+  { shape: [16, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound in float64', dtype: 'float64' },
+  { shape: [33, 64, 8, 8], channelsLast: false, path: 'one thread, past the memory-order bound: the fused walk', dtype: 'float32' },
 ];
 
 describe('batch norm at bench size against the float64 reference', () => {

@@ -36,7 +36,7 @@ inline bool fuses(const Geometry& g, const Plan& pl, int64_t elem_bytes, int thr
   if (pl.row_walk || g.group_size() * elem_bytes > kFuseBytes) return false;
   // A small strided tensor walks each pass in memory order instead (core/norm.h walks_memory_order): all of it
   // stays in L2 between the passes, so fusing would save no DRAM read there.
-  if (walks_memory_order(g, pl, threads)) return false;
+  if (walks_memory_order(g, pl, threads, elem_bytes)) return false;
   if (segments > 1 && g.A > 1) return false;  // segments of a strided group would be walked row by row
   // One task per group: only when the groups spread evenly over the threads.
   return threads <= 1 || g.groups() % threads == 0 || g.groups() >= 8 * threads;

@@ -39,8 +39,6 @@ constexpr int64_t kTileElems = 4096;
 // The row walk's cache-resident sub-tile (rows x all columns): large enough that the per-column merge after it
 // (a few flops per column) is spread over many rows, small enough for L2 (256 KB of float).
 constexpr int64_t kRowSubTileElems = 65536;
-// Below this many elements a parallel region costs more than it saves.
-constexpr int64_t kMinParallelElems = 32768;
 // Runs shorter than this make a group-by-group walk stride through memory; walk whole rows instead.
 constexpr int64_t kMinRunForGroupWalk = 16;
 // The row walk keeps one partial per (task, group); capping the tasks per p bounds that scratch.
@@ -79,8 +77,10 @@ inline Plan make_plan(const Geometry& g) {
   return pl;
 }
 
+// The threads a kernel uses for g: kernels.h kGrainElems elements each at least.
 inline int threads_for(const Geometry& g, int requested) {
-  return g.numel() < kMinParallelElems || requested < 1 ? 1 : requested;
+  const int64_t most = g.numel() / kGrainElems;
+  return requested <= 1 || most <= 1 ? 1 : most < requested ? static_cast<int>(most) : requested;
 }
 
 // Calls f(offset, length, k0) for each contiguous run of group `group` within its flattened element range
