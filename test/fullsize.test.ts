@@ -73,6 +73,11 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   { shape: [32, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound', dtype: 'float32' },
   { shape: [16, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound in float64', dtype: 'float64' },
   { shape: [33, 64, 8, 8], channelsLast: false, path: 'one thread, past the memory-order bound: the fused walk', dtype: 'float32' },
+  // Cache-resident (under the 16 MB streaming bound) on 2 threads: eval, the eval backward and the two-phase passes
+  // walk memory order, each thread a contiguous share of the rows (core/norm.h elementwise_in_memory_order).
+  { shape: [128, 32, 16, 16], channelsLast: false, path: 'cache-resident: eval in memory order, a share of the rows per thread', dtype: 'float32' },
+  { shape: [32, 512, 7, 7], channelsLast: false, path: 'cache-resident, runs of 49: eval in memory order', dtype: 'float32' },
+  { shape: [16, 64, 28, 28], channelsLast: false, path: 'cache-resident float64: eval in memory order', dtype: 'float64' },
 ];
 
 describe('batch norm at bench size against the float64 reference', () => {
@@ -290,6 +295,7 @@ const FUSED: Array<{ shape: number[]; channelsLast?: boolean; dtype?: DT; residu
   { shape: [8192, 1024], residual: false, eval: true },
   { shape: [32, 128, 56, 56], dtype: 'float64', residual: true, eval: false },
   { shape: [8, 16, 8, 8], residual: true, eval: true },
+  { shape: [128, 32, 16, 16], residual: true, eval: true },
 ];
 
 describe('the fused ReLU (and residual) on every fast path at bench size, against the float64 reference', () => {
@@ -329,6 +335,7 @@ describe('the fused ReLU\'s mask agrees with its forward bit for bit, at bench s
   // PyTorch's gradient at 0 is 0: dz = 0, so dx and the parameter gradients are 0 everywhere.
   const CASES: Array<{ name: string; make: (activation: 'relu' | null) => Layer & { train(): unknown }; shape: number[]; evalToo: boolean }> = [
     { name: 'BatchNorm2d NCHW, fused walk, streaming', make: (a) => new BatchNorm2d(128, { activation: a }), shape: [64, 128, 56, 56], evalToo: true },
+    { name: 'BatchNorm2d NCHW, cache-resident: eval in memory order over 2 threads', make: (a) => new BatchNorm2d(32, { activation: a }), shape: [128, 32, 16, 16], evalToo: true },
     { name: 'BatchNorm2d channels-last, row walk, streaming', make: (a) => new BatchNorm2d(128, { activation: a, channelsLast: true }), shape: [64, 56, 56, 128], evalToo: true },
     { name: 'BatchNorm1d 2-D, row walk in cache', make: (a) => new BatchNorm1d(1024, { activation: a }), shape: [8192, 1024], evalToo: false },
     { name: 'BatchNorm1d 2-D, 8-column rows, streaming (wrapped coefficients)', make: (a) => new BatchNorm1d(8, { activation: a }), shape: [530000, 8], evalToo: true },

@@ -58,9 +58,16 @@ function layout(x: Tensor, numGroups: unknown, channelsLast: boolean) {
   return { G, N, C, S, views: groupNormViews(x.shape, G, channelsLast) };
 }
 
-/** A per-channel parameter repeated for every sample: one entry per (sample, channel), the kernel's segments. */
+/**
+ * A per-channel parameter repeated for every sample: one entry per (sample, channel), the kernel's segments. A plain
+ * loop: Float64Array.from({ length }, fn) looks each index up on the length object through V8's generic path, which
+ * took 0.4 ms of a 0.7 ms GroupNorm(32, 256) forward on [8,256,16,16] (N * C = 2048 entries, twice).
+ */
 function perSampleChannel(p: FloatArray | null, N: number, C: number): Float64Array | null {
-  return p ? Float64Array.from({ length: N * C }, (_, i) => p[i % C]!) : null;
+  if (!p) return null;
+  const out = new Float64Array(N * C);
+  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) out[n * C + c] = p[c]!;
+  return out;
 }
 
 /** relu: the layers' fused activation, applied in the normalize pass. */
