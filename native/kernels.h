@@ -8,13 +8,14 @@ namespace normkit {
 struct Shape4 { int64_t P, A, B, K; };  // the [P][A][B][K] view of core/geometry.h
 
 // Elements each thread must get before a kernel (or the benchmarks' copy) goes parallel: a tensor of n elements runs
-// on min(threads, n / kGrainElems) threads, at least one (ATen's rule, with twice its grain of 32768). With
-// OMP_WAIT_POLICY=passive (lib/binding.ts) the kernel threads sleep between calls, and a parallel region pays their
-// wake-up: 10-15 us on the 2-core dev box. The rule was 32768 elements in all, then every thread: a second thread
-// lost below 131072 elements there (layer calls, same process: [16,64,8,8] on one thread with the memory-order walk,
-// core/norm.h, forward 45 -> 30 us, eval 31 -> 13, backward 53 -> 39; kernels alone, eval 2x slower at 65536) and
-// won from about 131072 in training (LayerNorm [1024,128] lost 30-45 % on one thread with a grain of 131072). Speed
-// only: no result depends on the thread count.
+// on min(threads, n / kGrainElems) threads, at least one: like ATen's parallel_for (min(threads, ceil(n / 32768))),
+// with twice its grain and rounded down, so one thread up to 131071 elements. With OMP_WAIT_POLICY=passive
+// (lib/binding.ts) the kernel threads sleep between calls, and a parallel region pays their wake-up: 10-15 us on the
+// 2-core dev box. The rule was 32768 elements in all, then every thread: a second thread lost below 131072 elements
+// there (layer calls, same process: [16,64,8,8] on one thread with the memory-order walk, core/norm.h, forward
+// 45 -> 30 us, eval 31 -> 13, backward 53 -> 39; kernels alone, eval 2x slower at 65536) and won from about 131072 in
+// training (LayerNorm [1024,128] lost 30-45 % on one thread with a grain of 131072). Speed only: no result depends on
+// the thread count.
 constexpr int64_t kGrainElems = 65536;
 
 // What the fused training ops apply besides the group statistics (core/fused.h Affine): gamma/beta per group or per

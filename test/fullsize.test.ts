@@ -7,7 +7,7 @@
 // proves the numbers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm, getNumThreads, setNumThreads, type Tensor,
+  BatchNorm1d, BatchNorm2d, functional as F, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm, getNumThreads, setNumThreads, type Tensor,
 } from '../lib/index.js';
 import { expectBitIdentical, expectNear, rng } from './helpers/compare.js';
 import { byChannel, byRow, bySampleChannel, bySampleGroup, refNorm, refNormBackward, type Grouping } from './helpers/reference.js';
@@ -68,16 +68,21 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   { shape: [32, 128, 56, 56], channelsLast: false, path: 'fused walk in float64, streaming', dtype: 'float64' },
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row: one thread, each pass in memory order', dtype: 'float32' },
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row in float64: one thread, memory order', dtype: 'float64' },
-  // Under two grains of elements (native/kernels.h kGrainElems) a kernel runs on one thread, and up to 512 KB each pass
-  // walks memory order (core/norm.h kMemoryOrderBytes): at the bound, and one batch past it (the fused walk).
-  { shape: [32, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound', dtype: 'float32' },
+  // Under two grains of elements (native/kernels.h kGrainElems: 131072) a kernel runs on one thread, and up to 512 KB
+  // each pass walks memory order (core/norm.h kMemoryOrderBytes). float32 reaches two grains where it reaches 512 KB,
+  // so the byte bound itself is a float64 one: at it, and one batch past it (the fused walk, still on one thread).
+  { shape: [31, 64, 8, 8], channelsLast: false, path: 'one thread (under two grains), memory order', dtype: 'float32' },
+  { shape: [32, 64, 8, 8], channelsLast: false, path: 'two grains: two threads, the fused walk', dtype: 'float32' },
   { shape: [16, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound in float64', dtype: 'float64' },
-  { shape: [33, 64, 8, 8], channelsLast: false, path: 'one thread, past the memory-order bound: the fused walk', dtype: 'float32' },
+  { shape: [17, 64, 8, 8], channelsLast: false, path: 'one thread, one batch past the 512 KB bound: the fused walk', dtype: 'float64' },
   // Cache-resident (under the 16 MB streaming bound) on 2 threads: eval, the eval backward and the two-phase passes
   // walk memory order, each thread a contiguous share of the rows (core/norm.h elementwise_in_memory_order).
-  { shape: [128, 32, 16, 16], channelsLast: false, path: 'cache-resident: eval in memory order, a share of the rows per thread', dtype: 'float32' },
+  { shape: [128, 32, 16, 16], channelsLast: false, path: 'cache-resident: eval in memory order, a share of the runs per thread', dtype: 'float32' },
   { shape: [32, 512, 7, 7], channelsLast: false, path: 'cache-resident, runs of 49: eval in memory order', dtype: 'float32' },
   { shape: [16, 64, 28, 28], channelsLast: false, path: 'cache-resident float64: eval in memory order', dtype: 'float64' },
+  // 7 channels do not spread evenly over 2 threads: the two-phase walk, whose normalize and dx passes go in memory
+  // order in training too, the 21 runs cut unevenly between the threads.
+  { shape: [3, 7, 97, 101], channelsLast: false, path: 'two-phase (7 channels on 2 threads): training passes in memory order, runs cut unevenly', dtype: 'float32' },
 ];
 
 describe('batch norm at bench size against the float64 reference', () => {
@@ -101,6 +106,32 @@ describe('batch norm at bench size against the float64 reference', () => {
         ye[i] = (x.data[i]! - rm[c]!) / Math.sqrt(rv[c]! + 1e-5) * w[c]! + b[c]!;
       }
       expectNear(y.data, ye, TOL[dtype], 'eval y');
+    });
+  }
+});
+
+// In place (the functional API allows out === x), each element must be normalized exactly once: threads whose shares
+// of the memory-order walk overlapped, or missed a run, would show here (out of place, an overlap writes the same
+// values twice and goes unseen). A batch of 2 on 2 and 3 threads: shares cut inside rows, unevenly.
+describe('cache-resident eval in place over several threads, against the float64 reference', () => {
+  for (const threads of [2, 3]) {
+    it(`float32 [2,64,56,56] on ${threads} threads`, () => {
+      setNumThreads(threads);
+      try {
+        const shape = [2, 64, 56, 56], C = 64, x = input(shape, 31, 'float32', 1), gr = byChannel(shape, false);
+        const rm = Float32Array.from({ length: C }, (_, c) => 0.5 + c / 64), rv = Float32Array.from({ length: C }, (_, c) => 0.5 + (c % 5) / 4);
+        const w = Float32Array.from({ length: C }, (_, c) => 0.5 + (c % 7) / 4), b = Float32Array.from({ length: C }, (_, c) => ((c % 5) - 2) / 3);
+        const ye = new Float64Array(x.data.length);
+        for (let i = 0; i < ye.length; i++) {
+          const c = gr.paramOf(i);
+          ye[i] = (x.data[i]! - rm[c]!) / Math.sqrt(rv[c]! + 1e-5) * w[c]! + b[c]!;
+        }
+        const r = F.batchNorm(x, { training: false, runningMean: rm, runningVar: rv, weight: w, bias: b, out: x.data });
+        expect(r.y.data).toBe(x.data);
+        expectNear(x.data, ye, TOL.float32, 'eval y in place');
+      } finally {
+        setNumThreads(2);
+      }
     });
   }
 });
@@ -296,6 +327,7 @@ const FUSED: Array<{ shape: number[]; channelsLast?: boolean; dtype?: DT; residu
   { shape: [32, 128, 56, 56], dtype: 'float64', residual: true, eval: false },
   { shape: [8, 16, 8, 8], residual: true, eval: true },
   { shape: [128, 32, 16, 16], residual: true, eval: true },
+  { shape: [3, 7, 97, 101], residual: true, eval: true },
 ];
 
 describe('the fused ReLU (and residual) on every fast path at bench size, against the float64 reference', () => {

@@ -74,7 +74,7 @@ inline GroupCoefs<T> make_coefs(const Geometry& g, const double* mean, const dou
 // range on run boundaries; NCHW with a spatial size of 32, 64, ...): the reductions then need no tail, and
 // for_each_chunk walks them with their lanes kept in registers (for_each_run's general walk, with a tail per run,
 // kept them in memory: loads and stores of 8 vectors around every 64-element run of a small tensor). The group walk's
-// fused and multi-threaded passes use it; a small batch on one thread walks in memory order instead
+// fused and multi-threaded reductions use it; a small batch on one thread walks in memory order instead
 // (walks_memory_order), where the lanes do go through memory around each run but every run is read from L1.
 inline bool whole_chunks(const Geometry& g, int64_t begin, int64_t end) {
   return g.K % kLanes == 0 && begin % g.K == 0 && end % g.K == 0;
@@ -148,8 +148,8 @@ constexpr int64_t kMemoryOrderBytes = int64_t(512) << 10;
 // in blocks of this many, each block row by row.
 constexpr int64_t kMemoryOrderGroups = 64;
 
-// threads: after threads_for. The size bound keeps a larger tensor at one thread (setNumThreads(1), or below the
-// grain) on the fused walk, which reads it from DRAM once where these passes would read it twice.
+// threads: after threads_for. The size bound keeps a larger tensor at one thread (setNumThreads(1), or under two
+// grains of elements) on the fused walk, which reads it from DRAM once where these passes would read it twice.
 inline bool walks_memory_order(const Geometry& g, const Plan& pl, int threads, int64_t elem_bytes) {
   return threads == 1 && g.numel() * elem_bytes <= kMemoryOrderBytes && !pl.row_walk && pl.tiles == 1 && g.A > 1 &&
          g.K > 0;
@@ -347,7 +347,7 @@ inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g,
                              const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   // Separate loops, so that the common ones inline their run function: a call per run costs short runs. The
-  // plainest (no activation, no position parameters, no streaming: every small call) gets one loop per form, with
+  // plainest (no activation, no position parameters, no streaming: the fused walk's small calls) gets one loop per form, with
   // no branch left per run (an [8,16,8,8] forward, when it took this walk, spent more on the 128 runs' dispatch
   // than on their elements).
   if (!act && !pos.w && !pos.b && !stream) {
@@ -412,29 +412,36 @@ NK_ALWAYS_INLINE inline void elementwise_group_run(const T* x, const T* dy, T* o
   else affine_run(x + off, dy ? dy + off : nullptr, out + off, K, c.hi[grp], c.lo[grp], c.s[grp], c.t[grp], ag);
 }
 
-// The elementwise pass over rows [r0, r1) of the P * A rows (each B runs of K), in memory order.
+// The elementwise pass over runs [u0, u1) of the P * A * B runs (run u: K elements from u * K, group
+// u / (A * B) * B + u % B), in memory order. The group is stepped, not divided out, per run.
 template <typename T>
-void elementwise_rows_in_memory_order(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c,
-                                      const T* a, const Relu<T>* act, int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t grp0 = r / g.A * g.B;
-    for (int64_t b = 0; b < g.B; ++b) elementwise_group_run(x, dy, out, (r * g.B + b) * g.K, g.K, grp0 + b, c, a, act);
+void elementwise_runs_in_memory_order(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c,
+                                      const T* a, const Relu<T>* act, int64_t u0, int64_t u1) {
+  const int64_t per_p = g.A * g.B;
+  int64_t b = u0 % g.B, grp0 = u0 / per_p * g.B, left_in_p = per_p - u0 % per_p;
+  for (int64_t u = u0; u < u1; ++u) {
+    elementwise_group_run(x, dy, out, u * g.K, g.K, grp0 + b, c, a, act);
+    if (++b == g.B) b = 0;
+    if (--left_in_p == 0) grp0 += g.B, left_in_p = per_p;
   }
 }
 
-// Whether the group walk's elementwise pass goes in memory order, each thread a contiguous share of the rows: with
+// Whether the group walk's elementwise pass goes in memory order, each thread a contiguous share of the runs: with
 // strided groups (A > 1) and no streaming stores (an output under kStreamBytes, so the tensor is cache-resident or
 // about to be). Channel by channel, each thread read runs B * K elements apart, which the prefetchers follow poorly:
 // L3-resident NCHW eval, same process, 2 threads, kernels alone: [128,32,16,16] 332 -> 237 us, [32,512,7,7] 288 ->
-// 200, [128,64,8,8] 125 -> 98, [128,16,32,32] 826 -> 643. A pass with no reduction gives the same bits in any order
-// and any cut. (Streamed outputs keep the task order: DRAM-sized, they already run at the copy's speed.)
+// 200, [128,64,8,8] 125 -> 98, [128,16,32,32] 826 -> 643. The share is cut by runs, not rows, so that a batch of one
+// (A = 1 is not this path, but N = 2 on 8 threads is) still spreads over every thread. A pass with no reduction gives
+// the same bits in any order and any cut. (Streamed outputs keep the task order: DRAM-sized, they already run at the
+// copy's speed.)
 template <typename T>
 inline bool elementwise_in_memory_order(const Geometry& g, const Plan& pl, bool stream, PositionParams<T> pos) {
   return !pl.row_walk && !stream && !pos.w && !pos.b && g.A > 1;
 }
 
 // reverse: walk the tasks last to first. Right after a pass that read the whole tensor (the statistics), the
-// last-read part is still in L3; starting there turns part of the second DRAM read into cache hits.
+// last-read part is still in L3; starting there turns part of the second DRAM read into cache hits. (Speed only; the
+// memory-order walk, for tensors that fit in L3 anyway, ignores it.)
 template <typename T>
 void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const GroupCoefs<T>& c, const T* a,
                  PositionParams<T> pos, int threads, bool reverse = false, const Relu<T>* act = nullptr) {
@@ -442,9 +449,9 @@ void elementwise(const T* x, const T* dy, T* out, const Geometry& g, const Group
   threads = threads_for(g, threads);
   const bool stream = streams<T>(g);
   if (elementwise_in_memory_order(g, pl, stream, pos)) {
-    const int64_t rows = g.P * g.A;
+    const int64_t runs = g.P * g.A * g.B;
     parallel_for(threads, threads, [&](int64_t t) {
-      elementwise_rows_in_memory_order(x, dy, out, g, c, a, act, rows * t / threads, rows * (t + 1) / threads);
+      elementwise_runs_in_memory_order(x, dy, out, g, c, a, act, runs * t / threads, runs * (t + 1) / threads);
     });
     return;
   }
