@@ -347,9 +347,9 @@ inline void elementwise_tile(const T* x, const T* dy, T* out, const Geometry& g,
                              const Relu<T>* act = nullptr) {
   const int64_t begin = tile * pl.tile_elems, end = min_i64(g.group_size(), begin + pl.tile_elems);
   // Separate loops, so that the common ones inline their run function: a call per run costs short runs. The
-  // plainest (no activation, no position parameters, no streaming: the fused walk's small calls) gets one loop per form, with
-  // no branch left per run (an [8,16,8,8] forward, when it took this walk, spent more on the 128 runs' dispatch
-  // than on their elements).
+  // plainest (no activation, no position parameters, no streaming: the fused walk's small calls) gets one loop per
+  // form, with no branch left per run (an [8,16,8,8] forward, when it took this walk, spent more on the 128 runs'
+  // dispatch than on their elements).
   if (!act && !pos.w && !pos.b && !stream) {
     if (whole_chunks(g, begin, end)) {  // runs cut in chunks of a constant length: no loop remainder per run
       if (dy) {
@@ -430,10 +430,9 @@ void elementwise_runs_in_memory_order(const T* x, const T* dy, T* out, const Geo
 // strided groups (A > 1) and no streaming stores (an output under kStreamBytes, so the tensor is cache-resident or
 // about to be). Channel by channel, each thread read runs B * K elements apart, which the prefetchers follow poorly:
 // L3-resident NCHW eval, same process, 2 threads, kernels alone: [128,32,16,16] 332 -> 237 us, [32,512,7,7] 288 ->
-// 200, [128,64,8,8] 125 -> 98, [128,16,32,32] 826 -> 643. The share is cut by runs, not rows, so that a batch of one
-// (A = 1 is not this path, but N = 2 on 8 threads is) still spreads over every thread. A pass with no reduction gives
-// the same bits in any order and any cut. (Streamed outputs keep the task order: DRAM-sized, they already run at the
-// copy's speed.)
+// 200, [128,64,8,8] 125 -> 98, [128,16,32,32] 826 -> 643. The shares are cut by runs, not rows: a small batch (N = 2
+// on 8 threads) still spreads over every thread. A pass with no reduction gives the same bits in any order and any
+// cut. (Streamed outputs keep the task order: DRAM-sized, they already run at the copy's speed.)
 template <typename T>
 inline bool elementwise_in_memory_order(const Geometry& g, const Plan& pl, bool stream, PositionParams<T> pos) {
   return !pl.row_walk && !stream && !pos.w && !pos.b && g.A > 1;
