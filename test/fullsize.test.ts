@@ -68,7 +68,7 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   { shape: [32, 128, 56, 56], channelsLast: false, path: 'fused walk in float64, streaming', dtype: 'float64' },
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row: one thread, each pass in memory order', dtype: 'float32' },
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row in float64: one thread, memory order', dtype: 'float64' },
-  // Under two grains of elements (native/kernels.h kGrainElems: 131072) a kernel runs on one thread, and up to 512 KB
+  // Under two grains of elements (2 * native/kernels.h kGrainElems = 131072) a kernel runs on one thread, and up to 512 KB
   // each pass walks memory order (core/norm.h kMemoryOrderBytes). float32 reaches two grains where it reaches 512 KB,
   // so the byte bound itself is a float64 one: at it, and one batch past it (the fused walk, still on one thread).
   { shape: [31, 64, 8, 8], channelsLast: false, path: 'one thread (under two grains), memory order', dtype: 'float32' },
@@ -76,7 +76,7 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   { shape: [16, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound in float64', dtype: 'float64' },
   { shape: [17, 64, 8, 8], channelsLast: false, path: 'one thread, one batch past the 512 KB bound: the fused walk', dtype: 'float64' },
   // Cache-resident (under the 16 MB streaming bound) on 2 threads: eval, the eval backward and the two-phase passes
-  // walk memory order, each thread a contiguous share of the rows (core/norm.h elementwise_in_memory_order).
+  // walk memory order, each thread a contiguous share of the runs (core/norm.h elementwise_in_memory_order).
   { shape: [128, 32, 16, 16], channelsLast: false, path: 'cache-resident: eval in memory order, a share of the runs per thread', dtype: 'float32' },
   { shape: [32, 512, 7, 7], channelsLast: false, path: 'cache-resident, runs of 49: eval in memory order', dtype: 'float32' },
   { shape: [16, 64, 28, 28], channelsLast: false, path: 'cache-resident float64: eval in memory order', dtype: 'float64' },
