@@ -9,7 +9,7 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { asDtype, backwardTrain, forwardTrain, ofInputKind, type ReluBackward, type ReluForward } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, ofInputKind, perSampleChannel, type ReluBackward, type ReluForward } from './core.js';
 
 /** Options of groupNorm: weight and bias per channel (C). */
 export interface GroupNormOptions extends AffineArgs, EpsArg, ChannelsLastArg, OutArg {}
@@ -56,18 +56,6 @@ function layout(x: Tensor, numGroups: unknown, channelsLast: boolean) {
     throw new RangeError(`Expected more than 1 value per channel when training, got input size ${formatShape([N * C / G, G, ...(channelsLast ? x.shape.slice(1, rank - 1) : x.shape.slice(2))])}`);
   }
   return { G, N, C, S, views: groupNormViews(x.shape, G, channelsLast) };
-}
-
-/**
- * A per-channel parameter repeated for every sample: one entry per (sample, channel), the kernel's segments. A plain
- * loop: Float64Array.from({ length }, fn) looks each index up on the length object through V8's generic path, which
- * took 0.4 ms of a 0.7 ms GroupNorm(32, 256) forward on [8,256,16,16] (N * C = 2048 entries, twice).
- */
-function perSampleChannel(p: FloatArray | null, N: number, C: number): Float64Array | null {
-  if (!p) return null;
-  const out = new Float64Array(N * C);
-  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) out[n * C + c] = p[c]!;
-  return out;
 }
 
 /** relu: the layers' fused activation, applied in the normalize pass. */

@@ -9,8 +9,8 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
-import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, normalizeRelu, ofInputKind, type GradSums,
-  type ReluBackward, type ReluForward, type StatsGuard } from './core.js';
+import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, normalizeRelu, ofInputKind,
+  perSampleChannel, type GradSums, type ReluBackward, type ReluForward, type StatsGuard } from './core.js';
 
 /** Options of instanceNorm (torch.nn.functional.instance_norm's arguments). */
 export interface InstanceNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, OutArg {
@@ -79,8 +79,7 @@ export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions,
   }
   const G = N * C;
   if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(G), saveInvstd: new Float64Array(G) };
-  const gamma = weight ? new Float64Array(G).map((_, g) => weight[g % C]!) : null;
-  const beta = bias ? new Float64Array(G).map((_, g) => bias[g % C]!) : null;
+  const gamma = perSampleChannel(weight, N, C), beta = perSampleChannel(bias, N, C);
   if (!o.useInputStats) {
     const mean = new Float64Array(G).map((_, g) => rm![g % C]!);
     const invstd = new Float64Array(G).map((_, g) => 1 / Math.sqrt(rv![g % C]! + o.eps!));
@@ -118,8 +117,7 @@ export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: I
   const dweight = new Float64Array(C), dbias = new Float64Array(C);
   const result = () => ({ dx: { data: dx, shape: x.shape }, dweight: asDtype(x.data, dweight), dbias: asDtype(x.data, dbias) });
   if (isEmpty(x)) return result();
-  const gamma = weight ? new Float64Array(N * C).map((_, g) => weight[g % C]!) : null;
-  const beta = relu?.bias ? new Float64Array(N * C).map((_, g) => relu.bias![g % C]!) : null;
+  const gamma = perSampleChannel(weight, N, C), beta = perSampleChannel(relu?.bias ?? null, N, C);
   let s: GradSums;
   if (o.useInputStats) {
     s = yield* backwardTrain(view, dy.data, x.data, dx, mean, invstd, gamma, {}, relu && { r: relu.r, dr: relu.dr, beta, b: null });
