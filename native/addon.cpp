@@ -96,6 +96,14 @@ class JobArrays {
   int count_ = 0;
 };
 
+enum class DType { f32, f64 };
+
+struct View {
+  DType dtype;
+  void* data;
+  int64_t length;
+};
+
 struct Job {
   JobFn run;
   int64_t scratch_doubles = 0;
@@ -103,6 +111,10 @@ struct Job {
   int64_t segments = 0;  // > 0: a fused training op (its scratch is fused_scratch_doubles)
   int64_t relu_scratch = 0;  // the fused ReLU's backward: relu_scratch_doubles after the kernel's own scratch
   JobArrays arrays;      // typed arrays the job reads or writes: pinned while it runs async
+  // The op's first tensor (info[5]) as parse read it to pick the dtype: read once (napi_get_typedarray_info finds
+  // the type by asking V8 "is it an Int8Array? a Uint8Array? ..." in turn, ~40 ns for a Float32Array).
+  int64_t first_index = -1;
+  View first{};
   void operator()() {  // may throw std::bad_alloc (scratch): run_sync maps it, AsyncWorker rejects with it
     double* scratch = scratch_arena(scratch_doubles);
     {
@@ -117,16 +129,33 @@ struct Job {
   throw Napi::Error::New(env, "normkit internal: " + what);
 }
 
-enum class DType { f32, f64 };
+// The arguments of a call, read into a fixed array with one napi_get_cb_info. node-addon-api's CallbackInfo keeps six
+// on the stack and, past six, asks V8 a second time and allocates the rest on the heap (a malloc and a free per
+// call: every op has 8 to 23 arguments). Beyond the arguments given, [] reads undefined, as CallbackInfo's does.
+class Args {
+ public:
+  Args(napi_env env, napi_callback_info cb) : env_(env) {
+    size_t count = kMax;
+    if (napi_get_cb_info(env, cb, &count, argv_, nullptr, nullptr) != napi_ok) internal(Env(), "cannot read the arguments");
+    count_ = count < kMax ? count : kMax;  // napi_get_cb_info fills argv_ past the given arguments with undefined
+  }
+  Napi::Env Env() const { return Napi::Env(env_); }
+  size_t Length() const { return count_; }
+  Napi::Value operator[](size_t i) const { return i < kMax ? Napi::Value(env_, argv_[i]) : Env().Undefined(); }
 
-struct View {
-  DType dtype;
-  void* data;
-  int64_t length;
+ private:
+  static constexpr size_t kMax = 24;  // more than any op's arguments
+  napi_env env_;
+  size_t count_ = 0;
+  napi_value argv_[kMax];
 };
 
-View typed_view(const Napi::CallbackInfo& info, size_t i, const char* name, Job& job) {
+View typed_view(const Args& info, size_t i, const char* name, Job& job) {
   Napi::Env env = info.Env();
+  if (static_cast<int64_t>(i) == job.first_index) {
+    if (!job.arrays.push_back(info[i])) internal(env, "too many arrays to pin");
+    return job.first;
+  }
   napi_value v = info[i];
   napi_typedarray_type type;
   size_t length = 0;
@@ -141,7 +170,7 @@ View typed_view(const Napi::CallbackInfo& info, size_t i, const char* name, Job&
 }
 
 // A typed array of the given dtype with at least `need` elements.
-void* typed(const Napi::CallbackInfo& info, size_t i, const char* name, DType dtype, int64_t need, Job& job) {
+void* typed(const Args& info, size_t i, const char* name, DType dtype, int64_t need, Job& job) {
   const View v = typed_view(info, i, name, job);
   if (v.dtype != dtype) internal(info.Env(), std::string(name) + " has the wrong dtype");
   if (v.length < need) internal(info.Env(), std::string(name) + " is too short");
@@ -149,18 +178,18 @@ void* typed(const Napi::CallbackInfo& info, size_t i, const char* name, DType dt
 }
 
 // null or undefined (one napi_typeof instead of IsNull() and IsUndefined()).
-bool is_nullish(const Napi::CallbackInfo& info, size_t i) {
+bool is_nullish(const Args& info, size_t i) {
   napi_valuetype t = napi_undefined;
   if (i < info.Length() && napi_typeof(info.Env(), info[i], &t) != napi_ok) internal(info.Env(), "cannot read an argument");
   return t == napi_null || t == napi_undefined;
 }
 
-const double* optional_f64(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t need, Job& job) {
+const double* optional_f64(const Args& info, size_t i, const char* name, int64_t need, Job& job) {
   if (is_nullish(info, i)) return nullptr;
   return static_cast<const double*>(typed(info, i, name, DType::f64, need, job));
 }
 
-bool flag_arg(const Napi::CallbackInfo& info, size_t i) {
+bool flag_arg(const Args& info, size_t i) {
   return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
 }
 
@@ -172,7 +201,7 @@ int clamp_threads(double requested) {
 }
 
 // (P, A, B, K, threads) at info[0..4]: non-negative integers whose product is exact in a double.
-Shape4 shape_arg(const Napi::CallbackInfo& info, int* threads) {
+Shape4 shape_arg(const Args& info, int* threads) {
   Napi::Env env = info.Env();
   double d[5];
   for (size_t i = 0; i < 5; ++i) {
@@ -202,7 +231,7 @@ const KernelsOf<double>& table<double>() { return kernels().f64; }
 
 // moments(P, A, B, K, threads, x, mean, m2)
 template <typename T>
-void moments_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+void moments_job(const Args& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
   auto* mean = static_cast<double*>(typed(info, 6, "mean", DType::f64, groups(g), job));
   auto* m2 = static_cast<double*>(typed(info, 7, "m2", DType::f64, groups(g), job));
@@ -211,7 +240,7 @@ void moments_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job
 
 // Optional per-position parameters (length K) at info[i]: only for views whose runs are whole groups (A == 1).
 template <typename T>
-const T* position_param(const Napi::CallbackInfo& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
+const T* position_param(const Args& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
   if (is_nullish(info, i)) return nullptr;
   if (g.A != 1) internal(info.Env(), std::string(name) + ": position parameters need A == 1");
   return static_cast<const T*>(typed(info, i, name, dt, g.K, job));
@@ -219,7 +248,7 @@ const T* position_param(const Napi::CallbackInfo& info, size_t i, const char* na
 
 // An optional tensor-sized array of the op's dtype at info[i].
 template <typename T>
-T* optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
+T* optional_tensor(const Args& info, size_t i, const char* name, Shape4 g, DType dt, Job& job) {
   if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
   return static_cast<T*>(typed(info, i, name, dt, numel(g), job));
 }
@@ -227,7 +256,7 @@ T* optional_tensor(const Napi::CallbackInfo& info, size_t i, const char* name, S
 // The fused ReLU at info[i..i+2]: (relu: boolean, r | null, dr | null); false or absent: none (returns false).
 // r is the residual added before the ReLU; dr, backward only, receives the residual's gradient.
 template <typename T>
-bool relu_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g, DType dt, Job& job, ReluArgs<T>& out) {
+bool relu_arg(const Args& info, size_t i, Shape4 g, DType dt, Job& job, ReluArgs<T>& out) {
   if (!flag_arg(info, i)) return false;
   out = ReluArgs<T>{optional_tensor<T>(info, i + 1, "r", g, dt, job), optional_tensor<T>(info, i + 2, "dr", g, dt, job),
                     nullptr, nullptr};
@@ -236,7 +265,7 @@ bool relu_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g, DType dt, Job&
 
 // The backward's ReLU of a normalize(mean, scale, shift) forward at info[i..i+4]: (relu, r, dr, scale, shift).
 template <typename T>
-bool normalize_relu_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g, DType dt, Job& job, ReluArgs<T>& out) {
+bool normalize_relu_arg(const Args& info, size_t i, Shape4 g, DType dt, Job& job, ReluArgs<T>& out) {
   if (!relu_arg(info, i, g, dt, job, out)) return false;
   out.scale = static_cast<const double*>(typed(info, i + 3, "scale", DType::f64, groups(g), job));
   out.shift = static_cast<const double*>(typed(info, i + 4, "shift", DType::f64, groups(g), job));
@@ -246,7 +275,7 @@ bool normalize_relu_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g, DTyp
 
 // normalize(P, A, B, K, threads, x, y, mean, scale, shift, w | null, b | null[, relu, r | null])
 template <typename T>
-void normalize_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+void normalize_job(const Args& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
   auto* y = static_cast<T*>(typed(info, 6, "y", dt, numel(g), job));
   auto* mean = static_cast<const double*>(typed(info, 7, "mean", DType::f64, groups(g), job));
@@ -261,7 +290,7 @@ void normalize_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, J
 
 // backwardReduce(P, A, B, K, threads, dy, x, mean, sumDy, sumDyXmu, w | null[, relu, r | null, null, scale, shift])
 template <typename T>
-void backward_reduce_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+void backward_reduce_job(const Args& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
   auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
   auto* mean = static_cast<const double*>(typed(info, 7, "mean", DType::f64, groups(g), job));
@@ -278,7 +307,7 @@ void backward_reduce_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType
 // backwardApply(P, A, B, K, threads, dy, x, dx, mean, a, b | null, c | null, w | null[, relu, r | null, dr | null,
 // scale, shift])
 template <typename T>
-void backward_apply_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+void backward_apply_job(const Args& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
   auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
   auto* dx = static_cast<T*>(typed(info, 7, "dx", dt, numel(g), job));
@@ -295,7 +324,7 @@ void backward_apply_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType 
 
 // paramGrad(P, A, B, K, threads, dy, x, mean | null, invstd, dw, db): A == 1 views only.
 template <typename T>
-void param_grad_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+void param_grad_job(const Args& info, Shape4 g, int nt, DType dt, Job& job) {
   if (g.A != 1) internal(info.Env(), "paramGrad needs A == 1");
   job.param_grad = true;
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
@@ -308,7 +337,7 @@ void param_grad_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, 
 }
 
 // Segments per group at info[i] (undefined: 1): a positive integer dividing K.
-int64_t segments_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g) {
+int64_t segments_arg(const Args& info, size_t i, Shape4 g) {
   if (info[i].IsUndefined()) return 1;
   if (!info[i].IsNumber()) internal(info.Env(), "segments is not a number");
   const double d = info[i].As<Napi::Number>().DoubleValue();
@@ -320,7 +349,7 @@ int64_t segments_arg(const Napi::CallbackInfo& info, size_t i, Shape4 g) {
 // forwardTrain(P, A, B, K, threads, x, y, eps, gamma | null, beta | null, mean, m2, invstd[, segments, w | null,
 // b | null, rms, relu, r | null]): gamma and beta have groups * segments entries; w, b length K (A == 1).
 template <typename T>
-void forward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+void forward_train_job(const Args& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* x = static_cast<const T*>(typed(info, 5, "x", dt, numel(g), job));
   auto* y = static_cast<T*>(typed(info, 6, "y", dt, numel(g), job));
   if (!info[7].IsNumber()) internal(info.Env(), "eps is not a number");
@@ -343,7 +372,7 @@ void forward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType d
 // dw | null, db | null, rms, relu, r | null, dr | null, beta | null, b | null]): gamma, sumDy, sumDyXmu, beta have
 // groups * segments entries; w, dw, db, b length K (A == 1). beta and b (the forward's) are read only with relu.
 template <typename T>
-void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType dt, Job& job) {
+void backward_train_job(const Args& info, Shape4 g, int nt, DType dt, Job& job) {
   auto* dy = static_cast<const T*>(typed(info, 5, "dy", dt, numel(g), job));
   auto* x = static_cast<const T*>(typed(info, 6, "x", dt, numel(g), job));
   auto* dx = static_cast<T*>(typed(info, 7, "dx", dt, numel(g), job));
@@ -374,16 +403,18 @@ void backward_train_job(const Napi::CallbackInfo& info, Shape4 g, int nt, DType 
   };
 }
 
-using JobBuilder = void (*)(const Napi::CallbackInfo&, Shape4, int, DType, Job&);
+using JobBuilder = void (*)(const Args&, Shape4, int, DType, Job&);
 
 // The dtype of the op is the dtype of its first tensor argument (info[5]); one switch, here.
 template <JobBuilder F32, JobBuilder F64>
-Job parse(const Napi::CallbackInfo& info) {
+Job parse(const Args& info) {
   int nt = 1;
   const Shape4 g = shape_arg(info, &nt);
   Job job;
-  const DType dt = typed_view(info, 5, "tensor", job).dtype;
+  job.first = typed_view(info, 5, "tensor", job);
+  job.first_index = 5;
   job.arrays.clear();
+  const DType dt = job.first.dtype;
   (dt == DType::f32 ? F32 : F64)(info, g, nt, dt, job);
   if (numel(g) == 0) job.run = [](double*) {};  // nothing to do; lib/ handles empty batches
   else if (job.segments > 0) job.scratch_doubles = kernels().fused_scratch_doubles(g, job.segments, job.param_grad);
@@ -413,8 +444,26 @@ class JobWorker final : public Napi::AsyncWorker {
   std::vector<Napi::ObjectReference> pinned_;
 };
 
-template <Job (*Parse)(const Napi::CallbackInfo&)>
-Napi::Value run_sync(const Napi::CallbackInfo& info) {
+// A raw N-API callback around Body (Args instead of CallbackInfo): a Napi::Error thrown inside becomes the
+// JavaScript exception, as node-addon-api's own wrapper makes it.
+template <Napi::Value (*Body)(const Args&)>
+napi_value entry(napi_env env, napi_callback_info cb) {
+  try {
+    return Body(Args(env, cb));
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+    return nullptr;
+  }
+}
+
+void export_function(Napi::Env env, Napi::Object exports, const std::string& name, napi_callback cb) {
+  napi_value fn;
+  if (napi_create_function(env, name.c_str(), name.size(), cb, nullptr, &fn) != napi_ok) internal(env, "cannot export " + name);
+  exports.Set(name, Napi::Value(env, fn));
+}
+
+template <Job (*Parse)(const Args&)>
+Napi::Value run_sync(const Args& info) {
   Job job = Parse(info);
   try {
     job();
@@ -425,8 +474,8 @@ Napi::Value run_sync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-template <Job (*Parse)(const Napi::CallbackInfo&)>
-Napi::Value run_async(const Napi::CallbackInfo& info) {
+template <Job (*Parse)(const Args&)>
+Napi::Value run_async(const Args& info) {
   auto* worker = new JobWorker(info.Env(), Parse(info));  // deletes itself after OnOK/OnError
   Napi::Promise promise = worker->Promise();
   worker->Queue();
@@ -457,7 +506,7 @@ static void copy_streaming(char* d, const char* s, size_t n) {
 
 // copy(src, dst, threads, streaming = false): a copy split over threads — the memory roofline the benchmarks
 // compare against; streaming: with non-temporal stores (copy_streaming).
-Napi::Value Copy(const Napi::CallbackInfo& info) {
+Napi::Value Copy(const Args& info) {
   Job job;
   const View src = typed_view(info, 0, "src", job), dst = typed_view(info, 1, "dst", job);
   const size_t width = src.dtype == DType::f32 ? 4 : 8;
@@ -487,7 +536,7 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value Info(const Napi::CallbackInfo& info) {
+Napi::Value Info(const Args& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("isa", kernels().isa);
@@ -506,8 +555,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 // Exports an op as `name` (runs now) and `nameAsync` (a promise, on the libuv pool).
 template <JobBuilder F32, JobBuilder F64>
 void export_op(Napi::Env env, Napi::Object exports, const std::string& name) {
-  exports.Set(name, Napi::Function::New(env, run_sync<parse<F32, F64>>));
-  exports.Set(name + "Async", Napi::Function::New(env, run_async<parse<F32, F64>>));
+  export_function(env, exports, name, entry<run_sync<parse<F32, F64>>>);
+  export_function(env, exports, name + "Async", entry<run_async<parse<F32, F64>>>);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -518,8 +567,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   export_op<param_grad_job<float>, param_grad_job<double>>(env, exports, "paramGrad");
   export_op<forward_train_job<float>, forward_train_job<double>>(env, exports, "forwardTrain");
   export_op<backward_train_job<float>, backward_train_job<double>>(env, exports, "backwardTrain");
-  exports.Set("copy", Napi::Function::New(env, Copy));
-  exports.Set("info", Napi::Function::New(env, Info));
+  export_function(env, exports, "copy", entry<Copy>);
+  export_function(env, exports, "info", entry<Info>);
   return exports;
 }
 
