@@ -69,17 +69,23 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row: one thread, each pass in memory order', dtype: 'float32' },
   { shape: [8, 16, 8, 8], channelsLast: false, path: 'the tiny row in float64: one thread, memory order', dtype: 'float64' },
   // Under two grains of elements (2 * native/kernels.h kGrainElems = 131072) a kernel runs on one thread, and up to 512 KB
-  // each pass walks memory order (core/norm.h kMemoryOrderBytes). float32 reaches two grains where it reaches 512 KB,
-  // so the byte bound itself is a float64 one: at it, and one batch past it (the fused walk, still on one thread).
+  // the statistics walk memory order too (core/norm.h kMemoryOrderBytes). float32 reaches two grains where it reaches
+  // 512 KB, so the byte bound itself is a float64 one: at it, and one batch past it (group-walk statistics).
   { shape: [31, 64, 8, 8], channelsLast: false, path: 'one thread (under two grains), memory order', dtype: 'float32' },
-  { shape: [32, 64, 8, 8], channelsLast: false, path: 'two grains: two threads, the fused walk', dtype: 'float32' },
+  { shape: [32, 64, 8, 8], channelsLast: false, path: 'two grains: two threads, the fused walk (under 2 MB)', dtype: 'float32' },
   { shape: [16, 64, 8, 8], channelsLast: false, path: 'one thread, memory order at its 512 KB bound in float64', dtype: 'float64' },
-  { shape: [17, 64, 8, 8], channelsLast: false, path: 'one thread, one batch past the 512 KB bound: the fused walk', dtype: 'float64' },
-  // Cache-resident (under the 16 MB streaming bound) on 2 threads: eval, the eval backward and the two-phase passes
-  // walk memory order, each thread a contiguous share of the runs (core/norm.h elementwise_in_memory_order).
-  { shape: [128, 32, 16, 16], channelsLast: false, path: 'cache-resident: eval in memory order, a share of the runs per thread', dtype: 'float32' },
-  { shape: [32, 512, 7, 7], channelsLast: false, path: 'cache-resident, runs of 49: eval in memory order', dtype: 'float32' },
-  { shape: [16, 64, 28, 28], channelsLast: false, path: 'cache-resident float64: eval in memory order', dtype: 'float64' },
+  { shape: [17, 64, 8, 8], channelsLast: false, path: 'one thread, one batch past the 512 KB bound: group-walk statistics', dtype: 'float64' },
+  // Cache-resident and strided (NCHW from 2 MB to the 16 MB streaming bound) on 2 threads: the statistics walk group by group,
+  // normalize, eval and the dx passes walk memory order, each thread a contiguous share of the runs (core/norm.h
+  // elementwise_in_memory_order), and the backward's sums walk memory order in blocks of groups, tile by tile
+  // (cache_resident_strided): tiles cut inside runs, runs longer than a tile, blocks cut unevenly.
+  { shape: [128, 32, 16, 16], channelsLast: false, path: 'cache-resident: 8 tiles a channel, one block of groups per thread', dtype: 'float32' },
+  { shape: [32, 512, 7, 7], channelsLast: false, path: 'cache-resident, runs of 49: 16 blocks of 32 groups', dtype: 'float32' },
+  { shape: [16, 64, 28, 28], channelsLast: false, path: 'cache-resident float64: tile boundaries inside runs', dtype: 'float64' },
+  { shape: [32, 256, 14, 14], channelsLast: false, path: 'cache-resident, runs of 196: a tile boundary inside a run', dtype: 'float32' },
+  { shape: [32, 2, 96, 96], channelsLast: false, path: 'cache-resident, runs of 9216 over three tiles, one group per block', dtype: 'float32' },
+  { shape: [192, 3, 32, 32], channelsLast: false, path: 'cache-resident, 3 channels on 2 threads: blocks of 2 and 1', dtype: 'float32' },
+  { shape: [96, 65, 7, 7], channelsLast: false, path: 'cache-resident float64, 65 channels: blocks of 22, 22 and 21', dtype: 'float64' },
   // 7 channels do not spread evenly over 2 threads: the two-phase walk, whose normalize and dx passes go in memory
   // order in training too, the 21 runs cut unevenly between the threads.
   { shape: [3, 7, 97, 101], channelsLast: false, path: 'two-phase (7 channels on 2 threads): training passes in memory order, runs cut unevenly', dtype: 'float32' },
@@ -327,6 +333,7 @@ const FUSED: Array<{ shape: number[]; channelsLast?: boolean; dtype?: DT; residu
   { shape: [32, 128, 56, 56], dtype: 'float64', residual: true, eval: false },
   { shape: [8, 16, 8, 8], residual: true, eval: true },
   { shape: [128, 32, 16, 16], residual: true, eval: true },
+  { shape: [32, 256, 14, 14], residual: true, eval: false },
   { shape: [3, 7, 97, 101], residual: true, eval: true },
 ];
 

@@ -14,7 +14,8 @@ import { byChannel, byRow, bySampleGroup, refNorm, refNormBackward, type Groupin
 
 const root = join(__dirname, '..');
 
-// Outputs of 4M+ elements (over the 16 MB streaming threshold in float32), with odd sizes for the tails.
+// Outputs of 4M+ elements (over the 16 MB streaming threshold in float32), with odd sizes for the tails, and smaller ones
+// for the cache-resident and memory-order walks.
 interface Case {
   name: string; layer: string; args: number[]; options?: { activation?: 'relu'; eps?: number; channelsLast?: boolean }; shape: number[];
   dtype: 'float32' | 'float64'; gr: Grouping; rms?: boolean; eps: number; residual?: boolean;
@@ -27,7 +28,7 @@ const CASES: Case[] = [
   // vector crosses a row end (8 columns), or several (5).
   { name: 'BatchNorm1d 2-D, 8-column rows', layer: 'BatchNorm1d', args: [8], shape: [530001, 8], dtype: 'float32', gr: byChannel([530001, 8], false), eps: 1e-5 },
   { name: 'BatchNorm1d 2-D, 5-column rows', layer: 'BatchNorm1d', args: [5], shape: [900001, 5], dtype: 'float32', gr: byChannel([900001, 5], false), eps: 1e-5 },
-  { name: 'BatchNorm2d NCHW float64, fused walk', layer: 'BatchNorm2d', args: [33], shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
+  { name: 'BatchNorm2d NCHW float64 (10.7 MB: cache-resident), group-walk statistics, memory-order sums and passes', layer: 'BatchNorm2d', args: [33], shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
   { name: 'LayerNorm, weight-gradient columns', layer: 'LayerNorm', args: [517], shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), eps: 1e-5 },
   { name: 'RMSNorm', layer: 'RMSNorm', args: [517], options: { eps: 1e-6 }, shape: [8191, 517], dtype: 'float32', gr: byRow(8191 * 517, 517), rms: true, eps: 1e-6 },
   { name: 'GroupNorm(8)', layer: 'GroupNorm', args: [8, 64], shape: [4, 64, 127, 129], dtype: 'float32', gr: bySampleGroup([4, 64, 127, 129], 8), eps: 1e-5 },
@@ -35,6 +36,10 @@ const CASES: Case[] = [
   { name: 'BatchNorm2d NCHW + ReLU + residual', layer: 'BatchNorm2d', args: [61], options: { activation: 'relu' }, residual: true, shape: [15, 61, 67, 69], dtype: 'float32', gr: byChannel([15, 61, 67, 69], false), eps: 1e-5 },
   { name: 'BatchNorm1d 2-D row walk + ReLU', layer: 'BatchNorm1d', args: [263], options: { activation: 'relu' }, shape: [16383, 263], dtype: 'float32', gr: byChannel([16383, 263], false), eps: 1e-5 },
   { name: 'BatchNorm2d float64 + ReLU + residual', layer: 'BatchNorm2d', args: [33], options: { activation: 'relu' }, residual: true, shape: [9, 33, 67, 67], dtype: 'float64', gr: byChannel([9, 33, 67, 67], false), eps: 1e-5 },
+  // A cache-resident float32 NCHW batch (2.3 MB) on 2 threads: the backward's sums in memory order over blocks of 24, 24 and 23
+  // channels, a tile boundary inside a run of 169, with and without the ReLU.
+  { name: 'BatchNorm2d cache-resident NCHW, memory-order sums', layer: 'BatchNorm2d', args: [71], shape: [48, 71, 13, 13], dtype: 'float32', gr: byChannel([48, 71, 13, 13], false), eps: 1e-5 },
+  { name: 'BatchNorm2d cache-resident NCHW + ReLU + residual', layer: 'BatchNorm2d', args: [71], options: { activation: 'relu' }, residual: true, shape: [48, 71, 13, 13], dtype: 'float32', gr: byChannel([48, 71, 13, 13], false), eps: 1e-5 },
   // Small strided batches walk each pass in memory order on one thread; runs of a chunk and a tail.
   { name: 'BatchNorm2d small NCHW, memory-order walk', layer: 'BatchNorm2d', args: [7], shape: [5, 7, 4, 13], dtype: 'float32', gr: byChannel([5, 7, 4, 13], false), eps: 1e-5 },
   { name: 'BatchNorm2d small NCHW, memory-order walk over blocks of channels', layer: 'BatchNorm2d', args: [150], shape: [2, 150, 10, 10], dtype: 'float32', gr: byChannel([2, 150, 10, 10], false), eps: 1e-5 },

@@ -5,7 +5,7 @@
 // the whole group: its statistics, then its normalize (or dx) while the group is still in L1/L2/L3, so the input
 // comes from DRAM once (1 read + 1 write forward, 2 reads + 1 write backward, instead of 2+1 and 4+1). Otherwise
 // the same tile functions run in two phases over all groups (channel waves and small batches walked in memory order,
-// core/norm.h walks_memory_order, are two-phase forms too). Every order computes every tile and merges them in the
+// core/norm.h strided_in_memory_order, are two-phase forms too). Every order computes every tile and merges them in the
 // same fixed order, so the choice — which may depend on the thread count — never changes a bit of the result.
 #pragma once
 
@@ -34,9 +34,9 @@ inline Geometry segment_geometry(const Geometry& g, int64_t segments) {
 
 inline bool fuses(const Geometry& g, const Plan& pl, int64_t elem_bytes, int threads, int64_t segments) {
   if (pl.row_walk || g.group_size() * elem_bytes > kFuseBytes) return false;
-  // A small strided tensor walks each pass in memory order instead (core/norm.h walks_memory_order): all of it
-  // stays in L2 between the passes, so fusing would save no DRAM read there.
-  if (walks_memory_order(g, pl, threads, elem_bytes)) return false;
+  // A cache-resident strided tensor walks each pass in memory order instead (core/norm.h strided_in_memory_order,
+  // elementwise_in_memory_order): it stays in cache between the passes, so fusing would save no DRAM read there.
+  if (strided_in_memory_order(g, pl, threads, elem_bytes)) return false;
   if (segments > 1 && g.A > 1) return false;  // segments of a strided group would be walked row by row
   // One task per group: only when the groups spread evenly over the threads.
   return threads <= 1 || g.groups() % threads == 0 || g.groups() >= 8 * threads;

@@ -73,9 +73,9 @@ inline GroupCoefs<T> make_coefs(const Geometry& g, const double* mean, const dou
 // Whether the elements [begin, end) of a group are whole runs of whole kLanes chunks (K a multiple of kLanes, the
 // range on run boundaries; NCHW with a spatial size of 32, 64, ...): the reductions then need no tail, and
 // for_each_chunk walks them with their lanes kept in registers (for_each_run's general walk, with a tail per run,
-// kept them in memory: loads and stores of 8 vectors around every 64-element run of a small tensor). The group walk's
-// fused and multi-threaded reductions use it; a small batch on one thread walks in memory order instead
-// (walks_memory_order), where the lanes do go through memory around each run but every run is read from L1.
+// kept them in memory: loads and stores of 8 vectors around every 64-element run of a small tensor). The group walk
+// uses it; cache-resident strided tensors are reduced in memory order instead (strided_in_memory_order), where
+// the lanes do go through memory around each run but the runs are read as contiguous rows.
 inline bool whole_chunks(const Geometry& g, int64_t begin, int64_t end) {
   return g.K % kLanes == 0 && begin % g.K == 0 && end % g.K == 0;
 }
@@ -131,65 +131,105 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
   n_out = n; mean_out = mean; m2_out = combine_lanes(sq);
 }
 
-// Small tensors (on one thread, at most kMemoryOrderBytes) whose groups are one tile each, strided (A > 1: a
-// small NCHW batch): the passes walk run by run in memory order, each group's lanes kept in a buffer between its
-// runs, instead of group by group, whose runs are B * K elements apart (the prefetchers follow that poorly: the
-// tensor is in L2, and every run missed L1). Each group's lanes get its runs in the group walk's order (a ascending)
-// from the same run functions, and its elements the same operations: the same bits. [8,16,8,8] float32 on the AVX2
-// host, kernels alone (best of 5 runs): statistics 2.1 -> 1.7 us, eval's normalize 1.4 -> 1.1 us (1.8 -> 1.3 with
-// arrays 16 bytes off a 32-byte boundary, as JavaScript's allocator leaves them half of the time), training forward
-// 3.4-4.1 -> 2.9-3.2 us. Up to 512 KB (an L2 on the dev box), in the same process against the group walk at one thread:
-// [16,64,8,8] eval 19.2 -> 14.7 us, training forward 37.9 -> 36.0, backward 48.3 -> 46.9; [32,64,8,8] 38.7 -> 25.2,
-// 64.8 -> 54.9, 93.2 -> 72.4; [16,32,16,16] 27.0 -> 21.8, 52.9 -> 48.7, 72.3 -> 60.8 (the statistics alone, which
-// SyncBatchNorm calls, 0-15 % slower).
-constexpr int64_t kMemoryOrderBytes = int64_t(512) << 10;
-
-// The reductions keep the lanes of up to this many groups on the stack (16 KB per reduction); more groups are walked
-// in blocks of this many, each block row by row.
-constexpr int64_t kMemoryOrderGroups = 64;
-
-// threads: after threads_for. The size bound keeps a larger tensor at one thread (setNumThreads(1), or under two
-// grains of elements) on the fused walk, which reads it from DRAM once where these passes would read it twice.
-inline bool walks_memory_order(const Geometry& g, const Plan& pl, int threads, int64_t elem_bytes) {
-  return threads == 1 && g.numel() * elem_bytes <= kMemoryOrderBytes && !pl.row_walk && pl.tiles == 1 && g.A > 1 &&
-         g.K > 0;
+// Strided groups (A > 1: NCHW, whose channel is A runs of K elements, B * K apart) can be reduced in memory order: a
+// block of neighbouring groups at a time, tile by tile (each group's kTileElems-element tile, as the group walk cuts
+// it), the tile's rows walked one after the other, each row's runs of the block's groups read as one contiguous
+// range. Each group's lanes get its runs (cut at tile boundaries) in the group walk's order from the same run
+// functions, and its tiles are merged by the same tree: the same bits. The price: the lanes go through memory
+// around every run (8 vectors loaded and stored per run and reduction), where the group walk keeps them in registers.
+//
+// The backward's sums (one pass over dy and x) walk memory order whenever the tensor stays cache-resident (at most
+// kStreamBytes), and the fused walk gives way to separate passes (core/fused.h fuses): group by group, every run of
+// both arrays started a new stream that the prefetchers picked up late, and the sums ran 2-5x slower (kernels alone,
+// float32, L3-resident, same process, 1 and 2 threads: [32,512,7,7] 2849 -> 559 us and 657 -> 264, [32,256,14,14]
+// 2872 -> 1446 and 1211 -> 603, [128,32,16,16] 1490 -> 642 and 415 -> 229; [128,64,8,8], whose 64-element runs the
+// group walk reads as whole chunks, 217 -> 211 and 122 -> 120). The whole training backward: 0.4-0.7x the time, the
+// forward (group-walk statistics, then normalize in memory order) 0.77-0.98x. On several threads only from kPassesMinBytes: below it the fused
+// walk's single parallel region wins, the separate passes' second one costing a wake-up of the threads (10-15 us on
+// the 2-vCPU dev VM): [16,32,16,16] (512 KB) on 2 threads, layer API, forward 60 -> 74 us, backward 69 -> 83.
+constexpr int64_t kPassesMinBytes = int64_t(2) << 20;
+inline bool strided_in_memory_order(const Geometry& g, const Plan& pl, int threads, int64_t elem_bytes) {
+  const int64_t bytes = g.numel() * elem_bytes;
+  return !pl.row_walk && g.A > 1 && g.K > 0 && bytes <= kStreamBytes && (threads == 1 || bytes >= kPassesMinBytes);
 }
 
-// Stack room for the lanes of a block of groups, not zeroed on construction: each block zeroes the lanes it uses
+// The statistics' two passes re-read each tile from L1/L2 in the group walk, so there the lanes' traffic is the
+// larger cost: memory order only for small tensors on one thread (at most kMemoryOrderBytes), whose many short
+// runs the group walk paid per run. [8,16,8,8] float32 on the AVX2 host, kernels alone (best of 5 runs): statistics
+// 2.1 -> 1.7 us, training forward 3.4-4.1 -> 2.9-3.2 us; up to 512 KB (an L2 on the dev box), against the group
+// walk: [16,64,8,8] training forward 37.9 -> 36.0 us, [32,64,8,8] 64.8 -> 54.9, [16,32,16,16] 52.9 -> 48.7. Larger
+// L3-resident tensors: the group walk's statistics 1.2-1.5x faster at one thread ([32,512,7,7] 495 vs 735 us), level
+// at two.
+constexpr int64_t kMemoryOrderBytes = int64_t(512) << 10;
+inline bool moments_walk_memory_order(const Geometry& g, const Plan& pl, int threads, int64_t elem_bytes) {
+  return threads == 1 && g.numel() * elem_bytes <= kMemoryOrderBytes && strided_in_memory_order(g, pl, threads, elem_bytes);
+}
+
+// Lanes of this many groups at most per block (16 KB on the stack per reduction).
+constexpr int64_t kMemoryOrderGroups = 64;
+
+// Stack room for the lanes of a block of groups, not zeroed on construction: each tile zeroes the lanes it uses
 // (an array of Lanes would zero all 64 on every call).
 union GroupLanes {
   Lanes of[kMemoryOrderGroups];
   GroupLanes() {}
 };
 
-// f(off, b) for every run of groups [b0, b1) of p in memory order: row a, then group b of the row.
-template <typename F>
-NK_ALWAYS_INLINE inline void for_each_run_in_memory_order(const Geometry& g, int64_t p, int64_t b0, int64_t b1, F&& f) {
-  for (int64_t a = 0; a < g.A; ++a)
-    for (int64_t b = b0; b < b1; ++b) f(((p * g.A + a) * g.B + b) * g.K, b);
+// The groups per block the memory-order reductions cut p's B groups into: at most `most`, and blocks enough for the
+// threads. The cut never changes a bit (each group's lanes are its own).
+inline int64_t memory_order_block(const Geometry& g, int threads, int64_t most) {
+  const int64_t per_p = max_i64(ceil_div(g.B, most), min_i64(g.B, ceil_div(threads, g.P)));
+  return ceil_div(g.B, per_p);
 }
 
-// f(grp, b0, b1) for every block of at most kMemoryOrderGroups groups: first group index, and the block in p.
+// f(off, len, k0, i) for every piece of the runs of groups [b0, b1) of p inside elements [begin, end) of each group
+// (one tile): row by row, each row's groups in order; i = b - b0, k0 the piece's first k. Per group, the pieces
+// come in for_each_run's order and lengths.
 template <typename F>
-inline void for_each_group_block(const Geometry& g, F&& f) {
-  for (int64_t p = 0; p < g.P; ++p)
-    for (int64_t b0 = 0; b0 < g.B; b0 += kMemoryOrderGroups) f(p * g.B + b0, p, b0, min_i64(g.B, b0 + kMemoryOrderGroups));
+NK_ALWAYS_INLINE inline void for_each_band_run(const Geometry& g, int64_t p, int64_t b0, int64_t b1, int64_t begin,
+                                               int64_t end, F&& f) {
+  for (int64_t a = begin / g.K; a * g.K < end; ++a) {
+    const int64_t k0 = max_i64(begin - a * g.K, 0), k1 = min_i64(end - a * g.K, g.K);
+    const int64_t row = (p * g.A + a) * g.B;
+    for (int64_t b = b0; b < b1; ++b) f((row + b) * g.K + k0, k1 - k0, k0, b - b0);
+  }
 }
 
-// tile_moments of every group (one tile each), in memory order.
+// f(grp0, p, b0, b1) for every block of groups (memory_order_block), over the threads.
+template <typename F>
+inline void for_each_group_block(const Geometry& g, int64_t block, int threads, F&& f) {
+  const int64_t per_p = ceil_div(g.B, block);
+  parallel_for(g.P * per_p, threads, [&](int64_t task) {
+    const int64_t p = task / per_p, b0 = task % per_p * block, b1 = min_i64(g.B, b0 + block);
+    f(p * g.B + b0, p, b0, b1);
+  });
+}
+
+// tile_moments of every tile of every group into the partials (index grp * tiles + tile), in memory order.
 template <typename T>
-void moments_in_memory_order(const T* x, const Geometry& g, double* mean, double* m2) {
-  GroupLanes block;
-  Lanes* lanes = block.of;
-  const double n = static_cast<double>(g.group_size());
-  for_each_group_block(g, [&](int64_t grp, int64_t p, int64_t b0, int64_t b1) {  // group b: lanes[b - b0]
-    for (int64_t i = 0; i < b1 - b0; ++i) lanes[i] = Lanes();
-    for_each_run_in_memory_order(g, p, b0, b1, [&](int64_t off, int64_t b) { add_run(lanes[b - b0], x + off, g.K); });
-    for (int64_t i = 0; i < b1 - b0; ++i) mean[grp + i] = combine_lanes(lanes[i]) / n, lanes[i] = Lanes();
-    for_each_run_in_memory_order(g, p, b0, b1, [&](int64_t off, int64_t b) {
-      add_centered_squares(lanes[b - b0], x + off, g.K, mean[grp + b - b0]);
-    });
-    for (int64_t i = 0; i < b1 - b0; ++i) m2[grp + i] = combine_lanes(lanes[i]);
+void moments_in_memory_order(const T* x, const Geometry& g, const Plan& pl, double* pn, double* pmean, double* pm2,
+                             int threads) {
+  const int64_t gs = g.group_size();
+  for_each_group_block(g, memory_order_block(g, threads, kMemoryOrderGroups), threads,
+                       [&](int64_t grp0, int64_t p, int64_t b0, int64_t b1) {
+    GroupLanes block;
+    Lanes* lanes = block.of;  // group grp0 + i: lanes[i]
+    for (int64_t t = 0; t < pl.tiles; ++t) {
+      const int64_t begin = t * pl.tile_elems, end = min_i64(gs, begin + pl.tile_elems);
+      const double n = static_cast<double>(end - begin);
+      for (int64_t i = 0; i < b1 - b0; ++i) lanes[i] = Lanes();
+      for_each_band_run(g, p, b0, b1, begin, end, [&](int64_t off, int64_t len, int64_t, int64_t i) {
+        add_run(lanes[i], x + off, len);
+      });
+      for (int64_t i = 0; i < b1 - b0; ++i) {
+        const int64_t o = (grp0 + i) * pl.tiles + t;
+        pn[o] = n; pmean[o] = combine_lanes(lanes[i]) / n; lanes[i] = Lanes();
+      }
+      for_each_band_run(g, p, b0, b1, begin, end, [&](int64_t off, int64_t len, int64_t, int64_t i) {
+        add_centered_squares(lanes[i], x + off, len, pmean[(grp0 + i) * pl.tiles + t]);
+      });
+      for (int64_t i = 0; i < b1 - b0; ++i) pm2[(grp0 + i) * pl.tiles + t] = combine_lanes(lanes[i]);
+    }
   });
 }
 
@@ -274,10 +314,9 @@ void moments(const T* x, const Geometry& g, double* mean, double* m2, double* sc
   const Plan pl = make_plan(g);
   threads = threads_for(g, threads);
   double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
-  if (walks_memory_order(g, pl, threads, sizeof(T))) {
-    moments_in_memory_order(x, g, mean, m2);
-  } else if (!pl.row_walk) {
-    moments_group_walk(x, g, pl, pn, pmean, pm2, threads);
+  if (!pl.row_walk) {
+    if (moments_walk_memory_order(g, pl, threads, sizeof(T))) moments_in_memory_order(x, g, pl, pn, pmean, pm2, threads);
+    else moments_group_walk(x, g, pl, pn, pmean, pm2, threads);
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
       merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles);
@@ -639,20 +678,30 @@ void row_grad_sums_relu(const Relu<T>& act, const T* dy, const T* x, int64_t off
   }
 }
 
-// tile_grad_sums of every group (one tile each, no position weights), in memory order (see walks_memory_order).
+// tile_grad_sums of every tile of every group into the partials (index grp * tiles + tile), in memory order (see
+// strided_in_memory_order; no position weights: those come with A == 1).
 template <typename T>
-void grad_sums_in_memory_order(const T* dy, const T* x, const Geometry& g, const double* mean, double* sum_dy,
-                               double* sum_dyx, const Relu<T>* act) {
-  GroupLanes block_a, block_b;
-  Lanes* la = block_a.of; Lanes* lb = block_b.of;
-  for_each_group_block(g, [&](int64_t grp0, int64_t p, int64_t b0, int64_t b1) {  // group b: la[b - b0], lb[b - b0]
-    for (int64_t i = 0; i < b1 - b0; ++i) la[i] = Lanes(), lb[i] = Lanes();
-    for_each_run_in_memory_order(g, p, b0, b1, [&](int64_t off, int64_t b) {
-      const int64_t i = b - b0, grp = grp0 + i;
-      if (act) run_grad_sums_relu(*act, la[i], lb[i], dy, x, static_cast<const T*>(nullptr), grp, off, g.K, 0, mean[grp]);
-      else add_dot_centered(la[i], lb[i], dy + off, x + off, static_cast<const T*>(nullptr), g.K, mean[grp]);
-    });
-    for (int64_t i = 0; i < b1 - b0; ++i) sum_dy[grp0 + i] = combine_lanes(la[i]), sum_dyx[grp0 + i] = combine_lanes(lb[i]);
+void grad_sums_in_memory_order(const T* dy, const T* x, const Geometry& g, const Plan& pl, const double* mean,
+                               double* p_dy, double* p_dyx, int threads, const Relu<T>* act) {
+  const int64_t gs = g.group_size();
+  constexpr int64_t half = kMemoryOrderGroups / 2;  // two reductions share the block's stack room
+  for_each_group_block(g, memory_order_block(g, threads, half), threads,
+                       [&](int64_t grp0, int64_t p, int64_t b0, int64_t b1) {
+    GroupLanes block;
+    Lanes* la = block.of; Lanes* lb = block.of + half;  // group grp0 + i: la[i], lb[i]
+    for (int64_t t = 0; t < pl.tiles; ++t) {
+      const int64_t begin = t * pl.tile_elems, end = min_i64(gs, begin + pl.tile_elems);
+      for (int64_t i = 0; i < b1 - b0; ++i) la[i] = Lanes(), lb[i] = Lanes();
+      for_each_band_run(g, p, b0, b1, begin, end, [&](int64_t off, int64_t len, int64_t k0, int64_t i) {
+        const int64_t grp = grp0 + i;
+        if (act) run_grad_sums_relu(*act, la[i], lb[i], dy, x, static_cast<const T*>(nullptr), grp, off, len, k0, mean[grp]);
+        else add_dot_centered(la[i], lb[i], dy + off, x + off, static_cast<const T*>(nullptr), len, mean[grp]);
+      });
+      for (int64_t i = 0; i < b1 - b0; ++i) {
+        const int64_t o = (grp0 + i) * pl.tiles + t;
+        p_dy[o] = combine_lanes(la[i]); p_dyx[o] = combine_lanes(lb[i]);
+      }
+    }
   });
 }
 
@@ -662,15 +711,15 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
   const Plan pl = make_plan(g);
   threads = threads_for(g, threads);
   double* p_dy = scratch; double* p_dyx = scratch + pl.partials;
-  if (walks_memory_order(g, pl, threads, sizeof(T)) && !w) {
-    grad_sums_in_memory_order(dy, x, g, mean, sum_dy, sum_dy_xmu, act);
-    return;
-  }
   if (!pl.row_walk) {
-    parallel_for(pl.tasks, threads, [&](int64_t task) {
-      tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean[task / pl.tiles], p_dy[task], p_dyx[task],
-                     act);
-    });
+    if (strided_in_memory_order(g, pl, threads, sizeof(T)) && !w) {
+      grad_sums_in_memory_order(dy, x, g, pl, mean, p_dy, p_dyx, threads, act);
+    } else {
+      parallel_for(pl.tasks, threads, [&](int64_t task) {
+        tile_grad_sums(dy, x, w, g, pl, task / pl.tiles, task % pl.tiles, mean[task / pl.tiles], p_dy[task],
+                       p_dyx[task], act);
+      });
+    }
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
       merge_sums_pairwise(p_dy + o, pl.tiles);
