@@ -78,12 +78,12 @@ const BATCH_NORM: Array<{ shape: number[]; channelsLast: boolean; path: string; 
   // Cache-resident and strided (NCHW from 2 MB to the 16 MB streaming bound) on 2 threads: the statistics walk group by group,
   // normalize, eval and the dx passes walk memory order, each thread a contiguous share of the runs (core/norm.h
   // elementwise_in_memory_order), and the backward's sums walk memory order in blocks of groups, tile by tile
-  // (cache_resident_strided): tiles cut inside runs, runs longer than a tile, blocks cut unevenly.
+  // (strided_in_memory_order): tiles cut inside runs, runs longer than a tile, blocks cut unevenly.
   { shape: [128, 32, 16, 16], channelsLast: false, path: 'cache-resident: 8 tiles a channel, one block of groups per thread', dtype: 'float32' },
   { shape: [32, 512, 7, 7], channelsLast: false, path: 'cache-resident, runs of 49: 16 blocks of 32 groups', dtype: 'float32' },
   { shape: [16, 64, 28, 28], channelsLast: false, path: 'cache-resident float64: tile boundaries inside runs', dtype: 'float64' },
   { shape: [32, 256, 14, 14], channelsLast: false, path: 'cache-resident, runs of 196: a tile boundary inside a run', dtype: 'float32' },
-  { shape: [32, 2, 96, 96], channelsLast: false, path: 'cache-resident, runs of 9216 over three tiles, one group per block', dtype: 'float32' },
+  { shape: [24, 3, 96, 96], channelsLast: false, path: 'cache-resident, runs of 9216 over up to three tiles (channels under 2 MB: no waves)', dtype: 'float32' },
   { shape: [192, 3, 32, 32], channelsLast: false, path: 'cache-resident, 3 channels on 2 threads: blocks of 2 and 1', dtype: 'float32' },
   { shape: [96, 65, 7, 7], channelsLast: false, path: 'cache-resident float64, 65 channels: blocks of 22, 22 and 21', dtype: 'float64' },
   // 7 channels do not spread evenly over 2 threads: the two-phase walk, whose normalize and dx passes go in memory

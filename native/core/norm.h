@@ -74,8 +74,9 @@ inline GroupCoefs<T> make_coefs(const Geometry& g, const double* mean, const dou
 // range on run boundaries; NCHW with a spatial size of 32, 64, ...): the reductions then need no tail, and
 // for_each_chunk walks them with their lanes kept in registers (for_each_run's general walk, with a tail per run,
 // kept them in memory: loads and stores of 8 vectors around every 64-element run of a small tensor). The group walk
-// uses it; cache-resident strided tensors are reduced in memory order instead (strided_in_memory_order), where
-// the lanes do go through memory around each run but the runs are read as contiguous rows.
+// uses it; the backward's sums of cache-resident strided tensors, and the statistics of small ones on one thread, walk
+// memory order instead (strided_in_memory_order), where the lanes go through memory around each run but the runs are
+// read as contiguous rows.
 inline bool whole_chunks(const Geometry& g, int64_t begin, int64_t end) {
   return g.K % kLanes == 0 && begin % g.K == 0 && end % g.K == 0;
 }
@@ -165,7 +166,7 @@ inline bool moments_walk_memory_order(const Geometry& g, const Plan& pl, int thr
   return threads == 1 && g.numel() * elem_bytes <= kMemoryOrderBytes && strided_in_memory_order(g, pl, threads, elem_bytes);
 }
 
-// Lanes of this many groups at most per block (16 KB on the stack per reduction).
+// Lanes of this many groups at most per block: 16 KB of stack per call (the backward's two reductions share it).
 constexpr int64_t kMemoryOrderGroups = 64;
 
 // Stack room for the lanes of a block of groups, not zeroed on construction: each tile zeroes the lanes it uses
@@ -175,8 +176,8 @@ union GroupLanes {
   GroupLanes() {}
 };
 
-// The groups per block the memory-order reductions cut p's B groups into: at most `most`, and blocks enough for the
-// threads. The cut never changes a bit (each group's lanes are its own).
+// The groups per block the memory-order reductions cut p's B groups into: at most `most`, and a block per thread
+// where there are groups enough. The cut never changes a bit (each group's lanes are its own).
 inline int64_t memory_order_block(const Geometry& g, int threads, int64_t most) {
   const int64_t per_p = max_i64(ceil_div(g.B, most), min_i64(g.B, ceil_div(threads, g.P)));
   return ceil_div(g.B, per_p);
@@ -712,7 +713,9 @@ void backward_reduce(const T* dy, const T* x, const Geometry& g, const double* m
   threads = threads_for(g, threads);
   double* p_dy = scratch; double* p_dyx = scratch + pl.partials;
   if (!pl.row_walk) {
-    if (strided_in_memory_order(g, pl, threads, sizeof(T)) && !w) {
+    // Blocks of groups are the tasks there: with fewer groups than threads ([48,3,64,64] on 8 threads) the tiles
+    // of the group walk keep every thread busy.
+    if (strided_in_memory_order(g, pl, threads, sizeof(T)) && !w && g.groups() >= threads) {
       grad_sums_in_memory_order(dy, x, g, pl, mean, p_dy, p_dyx, threads, act);
     } else {
       parallel_for(pl.tasks, threads, [&](int64_t task) {
