@@ -138,10 +138,6 @@ export function* backwardTrain(v: View4, dy: FloatArray, x: FloatArray, dx: Floa
 }
 
 /**
- * r, typed with the input's array type: the kernels write every output array in the input's dtype, which `is`
- * checks (a mismatch would be a bug here, never the caller's), so float32 callers get Float32Array without casts.
- */
-/**
  * A per-channel parameter repeated for every sample: one entry per (sample, channel), as GroupNorm's segments and
  * InstanceNorm's groups take them (null for none). A plain loop: Float64Array.from({ length }, fn) looks each index up
  * on the length object through V8's generic path, which took 0.4 ms of a 0.7 ms GroupNorm(32, 256) forward on
@@ -154,6 +150,10 @@ export function perSampleChannel(p: ArrayLike<number> | null, N: number, C: numb
   return out;
 }
 
+/**
+ * r, typed with the input's array type: the kernels write every output array in the input's dtype, which `is`
+ * checks (a mismatch would be a bug here, never the caller's), so float32 callers get Float32Array without casts.
+ */
 export function ofInputKind<A extends FloatArray, R, N extends R>(like: A, r: R, is: (like: A, r: R) => r is N): N {
   if (is(like, r)) return r;
   throw new Error('normkit internal: a result does not have its input\'s dtype');

@@ -81,8 +81,8 @@ export function* instanceNormSteps(input: Tensor, options?: InstanceNormOptions,
   if (isEmpty(x)) return { y: { data: y, shape: x.shape }, saveMean: new Float64Array(G), saveInvstd: new Float64Array(G) };
   const gamma = perSampleChannel(weight, N, C), beta = perSampleChannel(bias, N, C);
   if (!o.useInputStats) {
-    const mean = new Float64Array(G).map((_, g) => rm![g % C]!);
-    const invstd = new Float64Array(G).map((_, g) => 1 / Math.sqrt(rv![g % C]! + o.eps!));
+    const mean = perSampleChannel(rm, N, C)!;
+    const invstd = perSampleChannel(Float64Array.from(rv!, (v) => 1 / Math.sqrt(v + o.eps!)), N, C)!;
     yield* normalize(view, x.data, y, mean, invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), beta ?? new Float64Array(G),
       null, null, relu);
     return { y: { data: y, shape: x.shape }, saveMean: mean, saveInvstd: invstd };

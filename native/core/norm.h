@@ -145,9 +145,10 @@ inline void tile_moments(const T* x, const Geometry& g, const Plan& pl, int64_t 
 // float32, L3-resident, same process, 1 and 2 threads: [32,512,7,7] 2849 -> 559 us and 657 -> 264, [32,256,14,14]
 // 2872 -> 1446 and 1211 -> 603, [128,32,16,16] 1490 -> 642 and 415 -> 229; [128,64,8,8], whose 64-element runs the
 // group walk reads as whole chunks, 217 -> 211 and 122 -> 120). The whole training backward: 0.4-0.7x the time, the
-// forward (group-walk statistics, then normalize in memory order) 0.77-0.98x. On several threads only from kPassesMinBytes: below it the fused
-// walk's single parallel region wins, the separate passes' second one costing a wake-up of the threads (10-15 us on
-// the 2-vCPU dev VM): [16,32,16,16] (512 KB) on 2 threads, layer API, forward 60 -> 74 us, backward 69 -> 83.
+// forward (group-walk statistics, then normalize in memory order) 0.77-0.98x. On several threads only from
+// kPassesMinBytes: below it the fused walk's single parallel region wins, the separate passes' second one costing a
+// wake-up of the threads (10-15 us on the 2-vCPU dev VM): [16,32,16,16] (512 KB) on 2 threads, layer API, forward
+// 60 -> 74 us, backward 69 -> 83.
 constexpr int64_t kPassesMinBytes = int64_t(2) << 20;
 inline bool strided_in_memory_order(const Geometry& g, const Plan& pl, int threads, int64_t elem_bytes) {
   const int64_t bytes = g.numel() * elem_bytes;
@@ -163,7 +164,8 @@ inline bool strided_in_memory_order(const Geometry& g, const Plan& pl, int threa
 // at two.
 constexpr int64_t kMemoryOrderBytes = int64_t(512) << 10;
 inline bool moments_walk_memory_order(const Geometry& g, const Plan& pl, int threads, int64_t elem_bytes) {
-  return threads == 1 && g.numel() * elem_bytes <= kMemoryOrderBytes && strided_in_memory_order(g, pl, threads, elem_bytes);
+  return threads == 1 && g.numel() * elem_bytes <= kMemoryOrderBytes &&
+         strided_in_memory_order(g, pl, threads, elem_bytes);
 }
 
 // Lanes of this many groups at most per block: 16 KB of stack per call (the backward's two reductions share it).
@@ -316,8 +318,10 @@ void moments(const T* x, const Geometry& g, double* mean, double* m2, double* sc
   threads = threads_for(g, threads);
   double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
   if (!pl.row_walk) {
-    if (moments_walk_memory_order(g, pl, threads, sizeof(T))) moments_in_memory_order(x, g, pl, pn, pmean, pm2, threads);
-    else moments_group_walk(x, g, pl, pn, pmean, pm2, threads);
+    if (moments_walk_memory_order(g, pl, threads, sizeof(T)))
+      moments_in_memory_order(x, g, pl, pn, pmean, pm2, threads);
+    else
+      moments_group_walk(x, g, pl, pn, pmean, pm2, threads);
     for (int64_t grp = 0; grp < g.groups(); ++grp) {
       const int64_t o = grp * pl.tiles;
       merge_moments_pairwise(pn + o, pmean + o, pm2 + o, pl.tiles);
@@ -695,8 +699,9 @@ void grad_sums_in_memory_order(const T* dy, const T* x, const Geometry& g, const
       for (int64_t i = 0; i < b1 - b0; ++i) la[i] = Lanes(), lb[i] = Lanes();
       for_each_band_run(g, p, b0, b1, begin, end, [&](int64_t off, int64_t len, int64_t k0, int64_t i) {
         const int64_t grp = grp0 + i;
-        if (act) run_grad_sums_relu(*act, la[i], lb[i], dy, x, static_cast<const T*>(nullptr), grp, off, len, k0, mean[grp]);
-        else add_dot_centered(la[i], lb[i], dy + off, x + off, static_cast<const T*>(nullptr), len, mean[grp]);
+        const T* no_w = nullptr;
+        if (act) run_grad_sums_relu(*act, la[i], lb[i], dy, x, no_w, grp, off, len, k0, mean[grp]);
+        else add_dot_centered(la[i], lb[i], dy + off, x + off, no_w, len, mean[grp]);
       });
       for (int64_t i = 0; i < b1 - b0; ++i) {
         const int64_t o = (grp0 + i) * pl.tiles + t;
