@@ -248,6 +248,31 @@ describe('the rest of the family at bench size against the float64 reference', (
     const x = input([16, 64, 56, 56], 5, 'float32', -1);
     checkTrainingStep(new InstanceNorm2d(64, { affine: true }), x, bySampleChannel(x.shape), 1e-5, 'float32');
   });
+
+  // Small groups go through the fused forward a block at a time (core/fused.h phase_block: up to 8 groups, 16 KB):
+  // every group's statistics, then every group's normalize. Blocks cut unevenly, over 1 and 2 threads.
+  const SMALL_GROUPS: Array<{ name: string; shape: number[]; make: () => Layer; gr: (s: number[]) => Grouping; dtype: DT }> = [
+    { name: 'InstanceNorm2d [41,67,7,7]: 2747 groups of 49, blocks of 8 (the last of 3)', shape: [41, 67, 7, 7],
+      make: () => new InstanceNorm2d(67, { affine: true }), gr: (s) => bySampleChannel(s), dtype: 'float32' },
+    { name: 'GroupNorm(34, 68) [61,68,5,9]: groups of 2 channels (segments), blocks of 8 (the last of 2)', shape: [61, 68, 5, 9],
+      make: () => new GroupNorm(34, 68), gr: (s) => bySampleGroup(s, 34), dtype: 'float32' },
+    { name: 'LayerNorm [4099,64] float64: rows of 512 bytes, blocks of 8 (the last of 3)', shape: [4099, 64],
+      make: () => new LayerNorm(64, { dtype: 'float64' }), gr: (s) => byRow(s[0]! * s[1]!, s[1]!), dtype: 'float64' },
+    { name: 'LayerNorm [1000,1500]: rows of 6000 bytes, blocks of 2 (under 16 KB)', shape: [1000, 1500],
+      make: () => new LayerNorm(1500), gr: (s) => byRow(s[0]! * s[1]!, s[1]!), dtype: 'float32' },
+  ];
+  for (const { name, shape, make, gr, dtype } of SMALL_GROUPS) {
+    for (const threads of [1, 2]) {
+      it(`${name}, ${threads} thread(s)`, () => {
+        const saved = getNumThreads();
+        setNumThreads(threads);
+        try {
+          const x = input(shape, 8, dtype, 3);
+          checkTrainingStep(make(), x, gr(shape), 1e-5, dtype);
+        } finally { setNumThreads(saved); }
+      });
+    }
+  }
 });
 
 /**

@@ -43,6 +43,19 @@ inline bool fuses(const Geometry& g, const Plan& pl, int64_t elem_bytes, int thr
   return threads <= 1 || g.groups() % threads == 0 || g.groups() >= 8 * threads;
 }
 
+// The fused walk takes small groups a block at a time, phase by phase (every group's statistics, then every group's
+// coefficients, then every group's normalize or dx): a small group's statistics are a latency chain (lane sums,
+// their tree, a division, the centered pass, its tree, a square root), and one group's chain with its dependent
+// normalize behind it filled the out-of-order window; a phase's groups are independent chains the core overlaps.
+// Each group's arithmetic is unchanged: the same bits. A block is at most kPhaseBlockBytes of input, so that the
+// last phase finds it in L1.
+constexpr int64_t kPhaseBlockGroups = 8;
+constexpr int64_t kPhaseBlockBytes = int64_t(16) << 10;
+inline int64_t phase_block(const Geometry& g, const Plan& pl, int64_t input_bytes) {
+  if (pl.tiles > 1) return 1;
+  return max_i64(1, min_i64(kPhaseBlockGroups, kPhaseBlockBytes / max_i64(1, g.group_size() * input_bytes)));
+}
+
 // Inputs of one group (x, or x and dy) that L3 mostly holds between two passes when the second pass reads the last
 // read first (7/8 of a 32 MiB L3; outputs stream past it).
 constexpr int64_t kWaveBytes = int64_t(28) << 20;
@@ -126,14 +139,19 @@ void forward_train(const T* x, T* y, const Geometry& g, const Affine<T>& af, dou
   };
   if (fuses(g, pl, sizeof(T), threads, af.segments)) {
     double* pn = scratch; double* pmean = pn + pl.partials; double* pm2 = pmean + pl.partials;
-    parallel_for(g.groups(), threads, [&](int64_t grp) {
-      for (int64_t t = 0; t < pl.tiles; ++t) {
-        const int64_t i = grp * pl.tiles + t;
-        tile_moments(x, g, pl, grp, t, pn[i], pmean[i], pm2[i]);
+    const int64_t per = phase_block(g, pl, sizeof(T)), G = g.groups();
+    parallel_for(ceil_div(G, per), threads, [&](int64_t task) {
+      const int64_t g0 = task * per, g1 = min_i64(G, g0 + per);
+      for (int64_t grp = g0; grp < g1; ++grp)
+        for (int64_t t = 0; t < pl.tiles; ++t) {
+          const int64_t i = grp * pl.tiles + t;
+          tile_moments(x, g, pl, grp, t, pn[i], pmean[i], pm2[i]);
+        }
+      for (int64_t grp = g0; grp < g1; ++grp) {
+        finalize_group(pl, grp, pn, pmean, pm2, mean, m2);
+        finish(grp);
       }
-      finalize_group(pl, grp, pn, pmean, pm2, mean, m2);
-      finish(grp);
-      for (int64_t c = grp * af.segments; c < (grp + 1) * af.segments; ++c) {
+      for (int64_t c = g0 * af.segments; c < g1 * af.segments; ++c) {
         T hi, lo, s, sh;
         segment_coefs(af, mean, invstd, c, hi, lo, s, sh);
         for (int64_t t = 0; t < cpl.tiles; ++t)
