@@ -3,11 +3,12 @@
 // the checks and reuses per-row scratch. Checked here: the bits of the full path (the async calls, which always
 // take it) and the float64 reference, across batch sizes, with and without `out`, with frozen parameters; every bad
 // input still gets the full path's error with no state changed; a refused forward leaves the saved statistics.
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LayerNorm, RMSNorm } from '../lib/index.js';
 import { ChannelScratch } from '../lib/modules/call-plan.js';
 import { dtypeName, expectBitIdentical, expectClose, randn, randnTensor, resizableBuffer } from './helpers/compare.js';
 import { tolerance } from './helpers/close.js';
+import { expectFrozenAsFull, expectRefused, fullPathCalls, stepTwins } from './helpers/plan.js';
 import { byRow, refNorm, refNormBackward } from './helpers/reference.js';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
@@ -30,13 +31,6 @@ const layers: Array<{ name: string; make: (C: Ctor) => Norm; rms: boolean; serve
   { name: 'RMSNorm, eps 1e-3', make: (C) => new RMSNorm([3, 4], { dtype: dtypeName(C), eps: 1e-3 }), rms: true, served: true },
 ];
 
-/** Counts the calls of the layer's full-path steps (forwardSteps, backwardSteps), which the fast path skips. */
-function fullPathCalls(m: Norm): { forward: () => number; backward: () => number } {
-  const steps = m as unknown as { forwardSteps: (...a: unknown[]) => unknown; backwardSteps: (...a: unknown[]) => unknown };
-  const f = vi.spyOn(steps, 'forwardSteps'), b = vi.spyOn(steps, 'backwardSteps');
-  return { forward: () => f.mock.calls.length, backward: () => b.mock.calls.length };
-}
-
 function withParams(m: Norm, C: Ctor): Norm {
   m.weight?.data.set(randn(m.weight.data.length, 1, C));
   m.bias?.data.set(randn(m.bias.data.length, 2, C));
@@ -53,18 +47,11 @@ describe('repeated sync calls give the bits of the full path (async) and match t
         for (let step = 0; step < 7; step++) {
           const shape = step >= 4 ? [3, 3, 4] : [2, 5, 3, 4], n = shape.reduce((a, b) => a * b, 1);
           const x = tensorOf(C, shape, 10 + step), dy = tensorOf(C, shape, 20 + step);
-          const out = step % 2 ? new C(n) : undefined;
-          const y = fast.forward(x, out ? { out } : undefined), yFull = await full.forwardAsync(x);
-          expectBitIdentical(y.data, yFull.data, `y, step ${step}`);
-          if (out) expect(y.data).toBe(out);
-          expect(y.shape).toEqual(shape);
+          const { y, dx } = await stepTwins(fast, full, x, dy, step, state);
           // The fast path returns the plan's shape object, the full path a checked copy: the same object twice in a
           // row shows that the fast path served the call (steps 2, 3 and 6).
           if (y.shape === lastShape) served++;
           lastShape = y.shape;
-          const dx = fast.backward(dy, step % 2 ? undefined : { out: new C(n) }), dxFull = await full.backwardAsync(dy);
-          expectBitIdentical(dx.data, dxFull.data, `dx, step ${step}`);
-          expect(state(fast), `state after step ${step}`).toBe(state(full));
           if (step === 2 && l.served) {  // against the independent float64 reference
             const tol = tolerance(dtypeName(C)), gr = byRow(n, 12), eps = l.rms ? (fast as RMSNorm).eps ?? (C === Float32Array ? 2 ** -23 : 2 ** -52) : (fast as LayerNorm).eps;
             const ref = refNorm(x.data, gr, eps, { rms: l.rms, weight: fast.weight?.data, bias: fast.bias?.data });
@@ -85,18 +72,7 @@ describe('repeated sync calls give the bits of the full path (async) and match t
   }
 
   it('frozen parameters keep null grads, as the full path does; one frozen, the other still accumulates', async () => {
-    const fast = new LayerNorm(6), full = new LayerNorm(6), x = tensorOf(Float32Array, [4, 6], 3), dy = tensorOf(Float32Array, [4, 6], 4);
-    for (const m of [fast, full]) { m.weight!.requiresGrad = false; m.bias!.requiresGrad = false; }
-    for (let i = 0; i < 3; i++) {
-      fast.forward(x); await full.forwardAsync(x);
-      expectBitIdentical(fast.backward(dy).data, (await full.backwardAsync(dy)).data, 'dx');
-    }
-    expect(fast.weight!.grad).toBeNull();
-    expect(fast.bias!.grad).toBeNull();
-    for (const m of [fast, full]) m.bias!.requiresGrad = true;
-    for (let i = 0; i < 3; i++) { fast.forward(x); fast.backward(dy); await full.forwardAsync(x); await full.backwardAsync(dy); }
-    expect(fast.weight!.grad).toBeNull();
-    expectBitIdentical(fast.bias!.grad!, full.bias!.grad!, 'bias grad');
+    await expectFrozenAsFull(new LayerNorm(6), new LayerNorm(6), tensorOf(Float32Array, [4, 6], 3), tensorOf(Float32Array, [4, 6], 4));
   });
 });
 
@@ -139,13 +115,7 @@ describe('with a plan in place, bad input still gets the full path\'s error and 
       if (layer === 'RMSNorm' && /bias/.test(name)) continue;  // RMSNorm has none
       it(`${layer}: ${name}`, () => {
         const p = planned(make);
-        const before = state(p.ln);
-        let thrown: unknown;
-        try { act(p); } catch (e) { thrown = e; }
-        expect(thrown, 'must throw').toBeInstanceOf(type);
-        expect((thrown as Error).message).toMatch(message);
-        // The replaced array itself is the change the test made; everything else is as before.
-        if (!/replaced|converted/.test(name)) expect(state(p.ln)).toBe(before);
+        expectRefused(() => act(p), type, message, () => state(p.ln), /replaced|converted/.test(name));
       });
     }
   }

@@ -9,7 +9,8 @@ import type { FloatArray, Tensor } from '../tensor.js';
 import { checkTensor, dtypeOf, isLike, numel } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, ChannelsLastArg, EpsArg, OutArg, SavedStatsArgs } from './options.js';
-import { asDtype, backwardTrain, forwardTrain, ofInputKind, perSampleChannel, type ReluBackward, type ReluForward } from './core.js';
+import { asDtype, backwardTrain, forwardTrain, ofInputKind, perChannelParamGrads, perSampleChannel, type ReluBackward,
+  type ReluForward } from './core.js';
 
 /** Options of groupNorm: weight and bias per channel (C). */
 export interface GroupNormOptions extends AffineArgs, EpsArg, ChannelsLastArg, OutArg {}
@@ -95,10 +96,7 @@ export function* groupNormBackwardSteps(dyIn: Tensor, xIn: Tensor, numGroups: nu
   // w_c; dx while the group is in cache.
   const s = yield* backwardTrain(views.stats, dy.data, x.data, dx, mean, invstd, perSampleChannel(weight, N, C), { segments: per },
     relu && { r: relu.r, dr: relu.dr, beta: perSampleChannel(relu.bias, N, C), b: null });
-  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) {
-    const i = n * C + c, g = n * G + Math.floor(c / per);
-    dbias[c]! += s.sumDy[i]!; dweight[c]! += s.sumDyXmu[i]! * invstd[g]!;
-  }
+  perChannelParamGrads(s.sumDy, s.sumDyXmu, invstd, N, C, per, dweight, dbias);
   return result();
 }
 

@@ -10,7 +10,7 @@ import { checkTensor, dtypeOf, isLike } from '../tensor.js';
 import { checkChannelArray, checkSameTensor, checkSavedStat, isEmpty, outputArray } from './checks.js';
 import type { AffineArgs, EpsArg, OutArg, RunningStatsArgs, SavedStatsArgs } from './options.js';
 import { acceptAll, applyGrad, asDtype, backwardTrain, forwardTrain, gradSums, normalize, normalizeRelu, ofInputKind,
-  perSampleChannel, type GradSums, type ReluBackward, type ReluForward, type StatsGuard } from './core.js';
+  perChannelParamGrads, perSampleChannel, type GradSums, type ReluBackward, type ReluForward, type StatsGuard } from './core.js';
 
 /** Options of instanceNorm (torch.nn.functional.instance_norm's arguments). */
 export interface InstanceNormOptions extends RunningStatsArgs, AffineArgs, EpsArg, OutArg {
@@ -127,7 +127,7 @@ export function* instanceNormBackwardSteps(dyIn: Tensor, xIn: Tensor, options: I
     yield* applyGrad(view, dy.data, x.data, dx, mean, { a: invstd.map((v, g) => v * (gamma ? gamma[g]! : 1)), b: null, c: null },
       null, viaNormalize);
   }
-  for (let g = 0; g < N * C; g++) { dbias[g % C]! += s.sumDy[g]!; dweight[g % C]! += s.sumDyXmu[g]! * invstd[g]!; }
+  perChannelParamGrads(s.sumDy, s.sumDyXmu, invstd, N, C, 1, dweight, dbias);
   return result();
 }
 

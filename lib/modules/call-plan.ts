@@ -93,11 +93,15 @@ export class ChannelScratch {
   readonly sumDyXmu: Float64Array;
   private grads: { dweight: FloatArray; dbias: FloatArray } | null = null;
 
-  /** channels: the groups (a batch norm's channels, a LayerNorm's rows); paramCount: the parameters' length. */
-  constructor(readonly channels: number, readonly paramCount = channels) {
-    const f = () => new Float64Array(channels);
+  /**
+   * channels: the groups (a batch norm's channels, a LayerNorm's rows); paramCount: the parameters' length;
+   * segments: the entries of the kernels' gamma, beta and sums (GroupNorm, InstanceNorm: one per sample and channel).
+   */
+  constructor(readonly channels: number, readonly paramCount = channels, segments = channels) {
+    const f = (n = channels) => new Float64Array(n);
     this.sets = [{ mean: f(), invstd: f() }, { mean: f(), invstd: f() }];
-    this.m2 = f(); this.scale = f(); this.shift = f(); this.gamma = f(); this.beta = f(); this.sumDy = f(); this.sumDyXmu = f();
+    this.m2 = f(); this.scale = f(); this.shift = f();
+    this.gamma = f(segments); this.beta = f(segments); this.sumDy = f(segments); this.sumDyXmu = f(segments);
   }
 
   /** The set of statistics not held by `saved` (the mean, or invstd, the layer's saved state refers to, if any). */

@@ -2,13 +2,16 @@
 // train and eval behave the same.
 import { describe, formatShape } from '../errors.js';
 import * as F from '../functional/group-norm.js';
+import { groupNormViews } from '../geometry.js';
 import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checkPositiveInt, checks, parseOptions, type OptionSpec } from '../options.js';
 import { allocate, checkTensor, dtypeOf, type DType, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation, type Activation } from './activation.js';
 import { Layer } from './layer.js';
-import { accumulateGrad, Parameter } from './module.js';
+import { ofDtype } from './call-plan.js';
+import { accumulateGrad, Parameter, type BackwardOptions, type ForwardOptions } from './module.js';
+import { PerSampleFastPath, type SampleSaved } from './per-sample-plan.js';
 
 /** Options of GroupNorm (PyTorch's defaults). */
 export interface GroupNormModuleOptions {
@@ -56,7 +59,9 @@ export class GroupNorm extends Layer {
   weight: Parameter | null;
   /** Per-channel shift, shape [C], init 0; null without affine. */
   bias: Parameter | null;
-  private saved: { x: Tensor; mean: Float64Array; invstd: Float64Array } | null = null;
+  private saved: SampleSaved | null = null;
+  /** Repeated calls without an activation (per-sample-plan.ts). */
+  private readonly fast = new PerSampleFastPath();
 
   /**
    * @param numGroups G, a positive integer dividing numChannels
@@ -103,7 +108,30 @@ export class GroupNorm extends Layer {
     const r = yield* F.groupNormSteps(x, this.numGroups, { weight: this.weight?.data ?? null, bias: this.bias?.data ?? null,
       eps: this.eps, channelsLast: this.channelsLast, out }, relu);
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd };
+    this.fast.accept(x, this.dtype, groupNormViews(x.shape, this.numGroups, this.channelsLast).stats, this.numChannels / this.numGroups);
     return r.y;
+  }
+
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('forward');
+    const r = this.activation === null
+      ? this.fast.forward(x, options, this.dtype, this.weight?.data ?? null, this.bias?.data ?? null, this.eps, this.saved?.mean)
+      : null;
+    if (r === null) return super.forward(x, options);
+    this.saved = { x: r.x, mean: r.mean, invstd: r.invstd };
+    return { data: ofDtype(x.data, r.y.data), shape: r.y.shape };
+  }
+
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('backward');
+    const saved = this.activation === null ? this.saved : null;
+    const r = this.fast.backward(dy, options, this.dtype, saved, this.weight?.data ?? null, this.weight !== null && this.bias !== null);
+    if (r === null) return super.backward(dy, options);
+    if (this.weight && this.bias) {
+      accumulateGrad(this.weight, r.dweight!);
+      accumulateGrad(this.bias, r.dbias!);
+    }
+    return { data: ofDtype(dy.data, r.dx.data), shape: r.dx.shape };
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {

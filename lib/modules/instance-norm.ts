@@ -2,13 +2,16 @@
 // Defaults differ from BatchNorm (affine and running stats off); unbatched input (no N axis) is accepted.
 import { formatShape } from '../errors.js';
 import * as F from '../functional/instance-norm.js';
+import { instanceNormView } from '../geometry.js';
 import type { ReluBackward, ReluForward } from '../functional/core.js';
 import type { Steps } from '../native-steps.js';
 import { checks, type OptionSpec } from '../options.js';
 import { checkTensor, type FloatArray, type Tensor } from '../tensor.js';
 import { checkActivation } from './activation.js';
-import { accumulateGrad, wantsGrad } from './module.js';
+import { ofDtype } from './call-plan.js';
+import { accumulateGrad, wantsGrad, type BackwardOptions, type ForwardOptions } from './module.js';
 import { NormBase, type NormBaseOptions } from './norm-base.js';
+import { PerSampleFastPath } from './per-sample-plan.js';
 
 /**
  * Options of InstanceNorm1d/2d/3d: eps 1e-5, momentum 0.1 (a number), affine FALSE, trackRunningStats FALSE,
@@ -37,6 +40,8 @@ interface Saved { x: Tensor; mean: Float64Array; invstd: Float64Array; useInputS
  */
 export abstract class InstanceNormBase extends NormBase {
   private saved: Saved | null = null;
+  /** Repeated calls without running statistics or an activation (per-sample-plan.ts). */
+  private readonly fast = new PerSampleFastPath();
   /** Rank of a batched input (N, C, *spatial); one less is an unbatched input. */
   protected abstract readonly batchedRank: number;
 
@@ -71,7 +76,32 @@ export abstract class InstanceNormBase extends NormBase {
     }, guard.accept, relu);
     if (guard.skipped()) this.skippedBatches++;
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, useInputStats };
+    this.fast.accept(x, this.dtype, instanceNormView(x.shape), 1);
     return { data: r.y.data, shape: given.shape };
+  }
+
+  override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('forward');
+    // Served without running statistics (so with the batch's, in training and eval alike) and without an activation.
+    const r = this.activation === null && this.runningMean === null
+      ? this.fast.forward(x, options, this.dtype, this.weight?.data ?? null, this.bias?.data ?? null, this.eps, this.saved?.mean)
+      : null;
+    if (r === null) return super.forward(x, options);
+    this.saved = { x: r.x, mean: r.mean, invstd: r.invstd, useInputStats: true };
+    return { data: ofDtype(x.data, r.y.data), shape: r.y.shape };
+  }
+
+  override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
+    this.assertIdle('backward');
+    const saved = this.activation === null && this.saved?.useInputStats ? this.saved : null;
+    const affine = this.weight !== null && this.bias !== null;
+    const r = this.fast.backward(dy, options, this.dtype, saved, this.weight?.data ?? null, affine);
+    if (r === null) return super.backward(dy, options);
+    if (this.weight && this.bias) {
+      accumulateGrad(this.weight, r.dweight!);
+      accumulateGrad(this.bias, r.dbias!);
+    }
+    return { data: ofDtype(dy.data, r.dx.data), shape: r.dx.shape };
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {
