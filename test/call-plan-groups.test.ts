@@ -93,6 +93,17 @@ describe('repeated sync calls give the bits of the full path (async) and match t
     expectClose(fast.bias!.grad!, rb.dbias.map((v) => 3 * v), tolerance('float64'), 'dbias, 3 steps');
   });
 
+  it('unbatched input takes the full path; a batched call of its batched shape after it, the fast one', async () => {
+    const make = () => withParams(new InstanceNorm1d(4, { affine: true }), Float32Array), fast = make(), full = make();
+    const calls = fullPathCalls(fast), x = randnTensor(Float32Array, [4, 7], 1), dy = randnTensor(Float32Array, [4, 7], 2);
+    for (let step = 0; step < 2; step++) await stepTwins(fast, full, x, dy, step, state);
+    expect([calls.forward(), calls.backward()], 'full-path forwards, backwards').toEqual([2, 2]);
+    const xb = randnTensor(Float32Array, [1, 4, 7], 3), dyb = randnTensor(Float32Array, [1, 4, 7], 4);
+    const { y } = await stepTwins(fast, full, xb, dyb, 2, state);
+    expect([calls.forward(), calls.backward()], 'after a batched step').toEqual([2, 2]);
+    expect(Object.isFrozen(y.shape), 'the shape the fast path returns').toBe(true);
+  });
+
   it('frozen parameters keep null grads, as the full path does; one frozen, the other still accumulates', async () => {
     const make = () => new InstanceNorm2d(3, { affine: true });
     await expectFrozenAsFull(make(), make(), randnTensor(Float32Array, [2, 3, 4, 4], 3), randnTensor(Float32Array, [2, 3, 4, 4], 4));

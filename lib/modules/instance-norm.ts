@@ -56,7 +56,7 @@ export abstract class InstanceNormBase extends NormBase {
 
   /** The input seen as batched: an unbatched (C, *) input gets N = 1 (PyTorch's _handle_no_batch_input). */
   private batched(x: Tensor): Tensor {
-    const b = x.shape.length === this.batchedRank ? x : { data: x.data, shape: [1, ...x.shape] };
+    const b = x.shape.length === this.batchedRank ? x : { data: x.data, shape: Object.freeze([1, ...x.shape]) };
     if (b.shape[1] !== this.numFeatures && (this.affine || this.trackRunningStats)) {
       throw new RangeError(`${this.layerName}: expected input's size at dim=${x.shape.length - this.batchedRank + 1} to match ` +
         `num_features (${this.numFeatures}), but got: ${b.shape[1]} (input shape ${formatShape(x.shape)})`);
