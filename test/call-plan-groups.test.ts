@@ -4,12 +4,13 @@
 // the full path (the async calls, which always take it) and the float64 reference, across batch sizes, with and
 // without `out`, frozen parameters; the layers it must not serve (running statistics, an activation); every bad
 // input still gets the full path's error with no state changed; a refused forward leaves the saved statistics.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { GroupNorm, InstanceNorm1d, InstanceNorm2d } from '../lib/index.js';
+import { native } from '../lib/binding.js';
 import { dtypeName, expectBitIdentical, expectClose, randn, randnTensor } from './helpers/compare.js';
 import { tolerance } from './helpers/close.js';
 import { expectFrozenAsFull, expectRefused, fullPathCalls, stepTwins } from './helpers/plan.js';
-import { bySampleChannel, bySampleGroup, refNorm, refNormBackward, type Grouping } from './helpers/reference.js';
+import { bySampleChannel, bySampleGroup, bySampleGroupLast, refNorm, refNormBackward, type Grouping } from './helpers/reference.js';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
 type Norm = GroupNorm | InstanceNorm1d | InstanceNorm2d;
@@ -42,7 +43,7 @@ const layers: Array<{ name: string; make: (C: Ctor) => Norm; shapes: [number[], 
   { name: 'GroupNorm(3, 6) without affine', make: (C) => new GroupNorm(3, 6, { affine: false, dtype: dtypeName(C) }),
     shapes: [[2, 6, 5], [3, 6, 5]], gr: (s) => bySampleGroup(s, 3), served: true },
   { name: 'GroupNorm(2, 6) channels last', make: (C) => new GroupNorm(2, 6, { channelsLast: true, dtype: dtypeName(C) }),
-    shapes: [[2, 3, 4, 6], [3, 3, 4, 6]], gr: null, served: true },
+    shapes: [[2, 3, 4, 6], [3, 3, 4, 6]], gr: (s) => bySampleGroupLast(s, 2), served: true },
   { name: 'InstanceNorm2d with running statistics (forwards on the full path)',
     make: (C) => new InstanceNorm2d(3, { affine: true, trackRunningStats: true, dtype: dtypeName(C) }),
     shapes: [[2, 3, 4, 5], [5, 3, 4, 5]], gr: null, served: false, backwardServed: true },
@@ -105,8 +106,9 @@ describe('repeated sync calls give the bits of the full path (async) and match t
   });
 
   it('frozen parameters keep null grads, as the full path does; one frozen, the other still accumulates', async () => {
-    const make = () => new InstanceNorm2d(3, { affine: true });
-    await expectFrozenAsFull(make(), make(), randnTensor(Float32Array, [2, 3, 4, 4], 3), randnTensor(Float32Array, [2, 3, 4, 4], 4));
+    for (const make of [() => new InstanceNorm2d(3, { affine: true }), () => new GroupNorm(3, 3)]) {
+      await expectFrozenAsFull(make(), make(), randnTensor(Float32Array, [2, 3, 4, 4], 3), randnTensor(Float32Array, [2, 3, 4, 4], 4));
+    }
   });
 });
 
@@ -136,6 +138,8 @@ describe('with a plan in place, bad input still gets the full path\'s error and 
     ['dy of another dtype', ({ m, dy }) => m.backward({ data: Float64Array.from(dy.data), shape: dy.shape }), TypeError, /dy/],
     ['backward out aliasing the saved input', ({ m, x, dy }) => m.backward(dy, { out: x.data }), RangeError, /out must not share memory with the input/],
     ['backward residualOut without an activation', ({ m, dy }) => m.backward(dy, { residualOut: new Float32Array(144) }), TypeError, /residualOut needs a layer built with activation 'relu'/],
+    ['backward weight replaced by a shorter array', ({ m, dy }) => { m.weight!.data = new Float32Array(5); return m.backward(dy); }, RangeError, /weight/],
+    ['backward weight replaced by a float64 array', ({ m, dy }) => { m.weight!.data = new Float64Array(6); return m.backward(dy); }, TypeError, /weight/],
     ['backward after the saved input was detached', ({ m, x, dy }) => { m.forward(x); structuredClone(x.data.buffer, { transfer: [x.data.buffer] }); return m.backward(dy); }, TypeError, /detached/],
   ];
   const makers: Array<[string, () => Norm]> = [
@@ -157,15 +161,37 @@ describe('with a plan in place, bad input still gets the full path\'s error and 
     await pending;
   });
 
-  it('a refused forward leaves the previous forward\'s saved statistics for backward', async () => {
+  it('a forward whose kernel throws leaves the previous forward\'s saved statistics for backward', async () => {
     for (const [, make] of makers) {
       const m = make(), twin = make();
       const x = randnTensor(Float32Array, [2, 6, 3, 4], 5), dy = randnTensor(Float32Array, [2, 6, 3, 4], 6);
       m.forward(x); await twin.forwardAsync(x);
       m.forward(x); await twin.forwardAsync(x);  // the fast path: saved statistics in the layer's scratch
-      expect(() => m.forward(randnTensor(Float32Array, [2, 6, 3, 4], 7), { out: new Float32Array(143) })).toThrow(RangeError);
-      expectBitIdentical(m.backward(dy).data, (await twin.backwardAsync(dy)).data, `${m.constructor.name} dx after a refused forward`);
+      // The kernel writes statistics, then fails (as out of memory for its scratch would), on a served call.
+      const spy = vi.spyOn(native(), 'forwardTrain').mockImplementationOnce((...args: unknown[]) => {
+        for (const a of args.slice(10, 13)) (a as Float64Array).fill(Number.NaN);
+        throw new Error('out of memory');
+      });
+      try {
+        expect(() => m.forward(randnTensor(Float32Array, [2, 6, 3, 4], 7))).toThrow(/out of memory/);
+        expect(spy).toHaveBeenCalledTimes(1);
+      } finally { spy.mockRestore(); }
+      expectBitIdentical(m.backward(dy).data, (await twin.backwardAsync(dy)).data, `${m.constructor.name} dx after a failed forward`);
       expect(state(m)).toBe(state(twin));
     }
+  });
+
+  it('InstanceNorm with running statistics: removing them, or eval without them, gets the full path\'s error', () => {
+    const make = () => {
+      const m = withParams(new InstanceNorm2d(6, { affine: true, trackRunningStats: true }), Float32Array);
+      const x = randnTensor(Float32Array, [2, 6, 3, 4], 5);
+      m.forward(x); m.forward(x);  // a plan (training: batch statistics)
+      return { m, x };
+    };
+    const a = make();
+    expectRefused(() => { a.m.runningMean = null; return a.m.forward(a.x); }, TypeError, /runningMean and runningVar must be given together/, () => state(a.m), true);
+    const b = make();
+    expectRefused(() => { b.m.runningMean = null; b.m.runningVar = null; b.m.eval(); return b.m.forward(b.x); }, TypeError,
+      /Expected running_mean and running_var to be defined when use_input_stats is false/, () => state(b.m), true);
   });
 });

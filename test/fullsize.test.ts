@@ -250,7 +250,8 @@ describe('the rest of the family at bench size against the float64 reference', (
   });
 
   // Small groups go through the fused forward a block at a time (core/fused.h phase_block: up to 8 groups, 16 KB):
-  // every group's statistics, then every group's normalize. Blocks cut unevenly, over 1 and 2 threads.
+  // every group's statistics, then every group's normalize. Blocks cut unevenly (and LayerNorm's rows of 6000 bytes in
+  // blocks of 2), over 1 and 2 threads.
   const SMALL_GROUPS: Array<{ name: string; shape: number[]; make: () => Layer; gr: (s: number[]) => Grouping; dtype: DT }> = [
     { name: 'InstanceNorm2d [41,67,7,7]: 2747 groups of 49, blocks of 8 (the last of 3)', shape: [41, 67, 7, 7],
       make: () => new InstanceNorm2d(67, { affine: true }), gr: (s) => bySampleChannel(s), dtype: 'float32' },

@@ -76,14 +76,18 @@ export abstract class InstanceNormBase extends NormBase {
     }, guard.accept, relu);
     if (guard.skipped()) this.skippedBatches++;
     this.saved = { x, mean: r.saveMean, invstd: r.saveInvstd, useInputStats };
-    this.fast.accept(x, this.dtype, instanceNormView(x.shape), 1);
+    // The fast path serves batch statistics only: a forward with the running ones records no plan.
+    if (useInputStats) this.fast.accept(x, this.dtype, instanceNormView(x.shape), 1);
+    else this.fast.forget();
     return { data: r.y.data, shape: given.shape };
   }
 
   override forward<T extends Tensor>(x: T, options?: ForwardOptions<T['data']>): Tensor<T['data']> {
     this.assertIdle('forward');
-    // Served without running statistics (so with the batch's, in training and eval alike) and without an activation.
-    const r = this.activation === null && this.runningMean === null
+    // Served with the batch's statistics and no running ones to update (as without trackRunningStats, PyTorch's
+    // default, in training and eval alike), and without an activation.
+    const batchStatsOnly = this.runningMean === null && this.runningVar === null && (this.training || !this.trackRunningStats);
+    const r = this.activation === null && batchStatsOnly
       ? this.fast.forward(x, options, this.dtype, this.weight?.data ?? null, this.bias?.data ?? null, this.eps, this.saved?.mean)
       : null;
     if (r === null) return super.forward(x, options);

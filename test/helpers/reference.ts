@@ -67,6 +67,12 @@ export function bySampleGroup(shape: readonly number[], G: number): Grouping {
   return { groups: shape[0]! * G, groupOf: (i) => Math.floor(i / per), paramOf: (i) => Math.floor(i / S) % C, params: C };
 }
 
+/** GroupNorm over channels-last (N, *, C): the group of element i is its sample's group of C/G channels. */
+export function bySampleGroupLast(shape: readonly number[], G: number): Grouping {
+  const C = shape[shape.length - 1]!, per = C / G, sample = shape.slice(1).reduce((a, b) => a * b, 1);
+  return { groups: shape[0]! * G, groupOf: (i) => Math.floor(i / sample) * G + Math.floor((i % C) / per), paramOf: (i) => i % C, params: C };
+}
+
 export function byRow(total: number, D: number): Grouping {
   return { groups: total / D, groupOf: (i) => Math.floor(i / D), paramOf: (i) => i % D, params: D };
 }
