@@ -269,8 +269,17 @@ inline void row_subtile_moments(const T* x, const Geometry& g, int64_t p, int64_
     }
   });
   for (int64_t b = 0; b < B; ++b) sum[b] /= n;  // now the sub-tile mean
+  // The second pass reads the sub-tile from L2 and leaves DRAM idle: for a tensor read from DRAM (past the streaming
+  // bound), ask for the next sub-tile's rows meanwhile, a row for each row (the rows after a1 in memory, whichever
+  // task reads them). Statistics of channels-last [64,56,56,128] and 2-D [65536,512] on 2 threads, kernels alone:
+  // 0.82-0.89x the time; the forward 0.90-0.93x.
+  const int64_t row = B * K, ahead = g.numel() * static_cast<int64_t>(sizeof(T)) > kStreamBytes ? (a1 - a0) * row : 0;
+  const int64_t end = (p * g.A + g.A) * row;
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
   for_rows(g, p, a0, a1, [&](int64_t off) {
     const T* r = x + off;
+    if (ahead)
+      for (int64_t i = off + ahead; i < min_i64(end, off + ahead + row); i += kLine) __builtin_prefetch(x + i, 0, 2);
     if (K == 1) {
 #pragma omp simd
       for (int64_t b = 0; b < B; ++b) {
