@@ -3,12 +3,11 @@
 //
 // Where a group fits in cache (the group walk: an NCHW channel, a GroupNorm group, a LayerNorm row), one task does
 // whole groups (one, or in the forward a block of small ones: phase_block): a group's statistics, then its normalize
-// (or dx) while the group is still in L1/L2/L3, so the input
-// comes from DRAM once (1 read + 1 write forward, 2 reads + 1 write backward, instead of 2+1 and 4+1). Otherwise
-// the same tile functions run in two phases over all groups (channel waves, and cache-resident strided tensors walked
-// in memory order, core/norm.h strided_in_memory_order, are two-phase forms too). Every order computes every tile and
-// merges them in the same fixed order, so the choice — which may depend on the thread count — never changes a bit of
-// the result.
+// (or dx) while the group is still in L1/L2/L3, so the input comes from DRAM once (1 read + 1 write forward, 2 reads
+// + 1 write backward, instead of 2+1 and 4+1). Otherwise the same tile functions run in two phases over all groups
+// (channel waves, and cache-resident strided tensors walked in memory order, core/norm.h strided_in_memory_order, are
+// two-phase forms too). Every order computes every tile and merges them in the same fixed order, so the choice —
+// which may depend on the thread count — never changes a bit of the result.
 #pragma once
 
 // A group this small stays cache-resident between the two passes of its task.
