@@ -3,7 +3,8 @@
 // path's kernel call with per-(sample, channel) scratch instead of re-deriving the checks. Checked here: the bits of
 // the full path (the async calls, which always take it) and the float64 reference, across batch sizes, with and
 // without `out`, frozen parameters; the layers it must not serve (running statistics, an activation); every bad
-// input still gets the full path's error with no state changed; a refused forward leaves the saved statistics.
+// input still gets the full path's error with no state changed (InstanceNorm's running statistics removed, too); a
+// forward whose kernel throws leaves the saved statistics for backward.
 import { describe, expect, it, vi } from 'vitest';
 import { GroupNorm, InstanceNorm1d, InstanceNorm2d } from '../lib/index.js';
 import { native } from '../lib/binding.js';
