@@ -98,14 +98,9 @@ export abstract class InstanceNormBase extends NormBase {
   override backward<T extends Tensor>(dy: T, options?: BackwardOptions<T['data']>): Tensor<T['data']> {
     this.assertIdle('backward');
     const saved = this.activation === null && this.saved?.useInputStats ? this.saved : null;
-    const affine = this.weight !== null && this.bias !== null;
-    const r = this.fast.backward(dy, options, this.dtype, saved, this.weight?.data ?? null, affine);
-    if (r === null) return super.backward(dy, options);
-    if (this.weight && this.bias) {
-      accumulateGrad(this.weight, r.dweight!);
-      accumulateGrad(this.bias, r.dbias!);
-    }
-    return { data: ofDtype(dy.data, r.dx.data), shape: r.dx.shape };
+    const dx = this.fast.backward(dy, options, this.dtype, saved, this.weight, this.bias);
+    if (dx === null) return super.backward(dy, options);
+    return { data: ofDtype(dy.data, dx.data), shape: dx.shape };
   }
 
   protected *backwardSteps(dy: Tensor, out: FloatArray | undefined, relu: ReluBackward | null): Steps<Tensor> {

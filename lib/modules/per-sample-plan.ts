@@ -10,6 +10,7 @@ import type { View4 } from '../geometry.js';
 import { getNumThreads } from '../runtime.js';
 import { allocate, type DType, type FloatArray, type Tensor } from '../tensor.js';
 import { channelArray, ChannelScratch, copyInto, matchesPlan, plainOut, type CallPlan } from './call-plan.js';
+import { accumulateGrad, type Parameter } from './module.js';
 
 /** What a per-sample norm's forward saves for its backward. */
 export interface SampleSaved { x: Tensor; mean: Float64Array; invstd: Float64Array }
@@ -59,28 +60,31 @@ export class PerSampleFastPath {
   }
 
   /**
-   * The training backward of the forward that saved `saved`: dx, and the weight and bias gradients (float64 sums
-   * rounded to the dtype, as the full path's result arrays) when `grads`; null for the full path.
+   * The training backward of the forward that saved `saved`: dx, and with both weight and bias, their gradients
+   * (float64 sums rounded to the dtype, as the full path's result arrays) added into their grads; null for the full
+   * path.
    */
-  backward(dy: unknown, options: unknown, dtype: DType, saved: SampleSaved | null, weight: FloatArray | null, grads: boolean):
-    { dx: Tensor; dweight: FloatArray | null; dbias: FloatArray | null } | null {
+  backward(dy: unknown, options: unknown, dtype: DType, saved: SampleSaved | null, weight: Parameter | null,
+    bias: Parameter | null): Tensor | null {
     const plan = this.plan;
     if (plan === null || saved === null || saved.x.shape !== plan.shape || saved.x.data.length !== plan.n) return null;
     if (plan.dtype !== dtype || !matchesPlan(plan, dy)) return null;
-    const out = plainOut(plan, options, saved.x.data), C = channelsOf(plan), w = channelArray(plan, weight, C);
+    const out = plainOut(plan, options, saved.x.data), C = channelsOf(plan), w = channelArray(plan, weight?.data, C);
     if (out === false || w === undefined) return null;
     const { P, A, B, K } = plan.view, s = this.scratchFor(plan);
     const dx = out ?? allocate(plan.dtype, plan.n);
     native().backwardTrain(P, A, B, K, getNumThreads(), dy.data, saved.x.data, dx, saved.mean, saved.invstd,
       perSampleChannel(w, P, C, s.gamma), s.sumDy, s.sumDyXmu, plan.per);
-    const shape = plan.shape;
-    if (!grads) return { dx: { data: dx, shape }, dweight: null, dbias: null };
-    let sums = this.grads;
-    if (sums === null || sums.dweight.length !== C) sums = this.grads = { dweight: new Float64Array(C), dbias: new Float64Array(C) };
-    sums.dweight.fill(0); sums.dbias.fill(0);
-    perChannelParamGrads(s.sumDy, s.sumDyXmu, saved.invstd, P, C, plan.per, sums.dweight, sums.dbias);
-    const g = s.paramGrads(plan.dtype);
-    return { dx: { data: dx, shape }, dweight: copyInto(g.dweight, sums.dweight), dbias: copyInto(g.dbias, sums.dbias) };
+    if (weight && bias) {
+      let sums = this.grads;
+      if (sums === null || sums.dweight.length !== C) sums = this.grads = { dweight: new Float64Array(C), dbias: new Float64Array(C) };
+      sums.dweight.fill(0); sums.dbias.fill(0);
+      perChannelParamGrads(s.sumDy, s.sumDyXmu, saved.invstd, P, C, plan.per, sums.dweight, sums.dbias);
+      const g = s.paramGrads(plan.dtype);
+      accumulateGrad(weight, copyInto(g.dweight, sums.dweight));
+      accumulateGrad(bias, copyInto(g.dbias, sums.dbias));
+    }
+    return { data: dx, shape: plan.shape };
   }
 
   /** Scratch for the plan's groups (N * G) and per-(sample, channel) entries (N * C), kept while the shape holds. */
