@@ -205,24 +205,15 @@ inline void add_centered_squares(Lanes& acc, const T* x, int64_t len, double mea
   }
 }
 
-// What add_dot_centered adds besides its lanes by default: nothing. (LayerNorm's backward passes its weight and bias
-// gradients' column partials instead, core/norm.h ParamColumns, so that they come from the same read of dy and x.)
-struct NoColumns {
-  void operator()(int64_t, const LaneVec&, const LaneVec&) const {}
-  void tail(int64_t, int64_t) const {}
-};
-
-// One chunk of add_dot_centered from element j of its run: a[q] += dy * w, b[q] += dy * w * (x - mean), and
-// cols(j + 4q, dy, x - mean) for each vector q.
-template <typename T, typename Columns = NoColumns>
+// One chunk of add_dot_centered: a[q] += dy * w, b[q] += dy * w * (x - mean) for each vector q.
+template <typename T>
 NK_ALWAYS_INLINE inline void add_dot_centered_chunk(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w,
-                                                    const LaneVec& m, const Columns& cols = Columns{}, int64_t j = 0) {
+                                                    const LaneVec& m) {
   for (int q = 0; q < kLaneVecs; ++q) {
     LaneVec d, c;
     load_lanes(d, dy + 4 * q);
     load_lanes(c, x + 4 * q);
     c -= m;
-    cols(j + 4 * q, d, c);
     if (w) {
       LaneVec wv;
       load_lanes(wv, w + 4 * q);
@@ -234,14 +225,11 @@ NK_ALWAYS_INLINE inline void add_dot_centered_chunk(Lanes& a, Lanes& b, const T*
 }
 
 // a[j] += dy * w and b[j] += dy * w * (x - mean) over a run, in kLanes lanes (as moments.h); w may be null.
-// cols(j, dy[j..j+4), x[j..j+4) - mean) for every 4 elements of the lane body, cols.tail(j, n) for the n after it.
-template <typename T, typename Columns = NoColumns>
-inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w, int64_t len, double mean,
-                             const Columns& cols = Columns{}) {
+template <typename T>
+inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
   int64_t i = 0;
   const LaneVec m = {mean, mean, mean, mean};
-  for (; i + kLanes <= len; i += kLanes) add_dot_centered_chunk(a, b, dy + i, x + i, w ? w + i : nullptr, m, cols, i);
-  cols.tail(i, len - i);
+  for (; i + kLanes <= len; i += kLanes) add_dot_centered_chunk(a, b, dy + i, x + i, w ? w + i : nullptr, m);
   // The tail with 0 in the unused lanes, as moments.h tail_lanes (0 * 0 adds +0.0 to b).
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
     if (4 * q >= len - i) break;

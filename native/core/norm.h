@@ -610,24 +610,74 @@ inline void add_param_grad_row(double* w, double* b, const T* d, const T* xr, in
   }
 }
 
-// The weight and bias gradients' column partials of a row (LayerNorm, RMSNorm), w[k] += dy * ((x - mean) * inv) and
-// b[k] += dy, as add_dot_centered's column hook: added from the lane body's own loads of dy and x (one read of the
-// row instead of two; add_param_grad_row's expression, so the same bits). w, b, dy, x start at the run's first k.
-template <typename T>
-struct ParamColumns {
-  double* w; double* b; const T* dy; const T* x; double mean, inv;
-  void operator()(int64_t j, const LaneVec& d, const LaneVec& c) const {
-    const LaneVec vinv = {inv, inv, inv, inv};
-    LaneVec vw, vb;
-    load_lanes(vw, w + j);
-    load_lanes(vb, b + j);
-    vb += d;
-    vw += d * (c * vinv);
-    store_lanes(w + j, vw);
-    store_lanes(b + j, vb);
+// One run of a row (LayerNorm, RMSNorm; A == 1) with the weight and bias gradients' column partials from the same
+// read: s_dy = sum(dy * w) and s_dyx = sum(dy * w * (x - mean)) in add_dot_centered's lanes, and cw[k] += dy *
+// ((x - mean) * inv), cb[k] += dy (add_param_grad_row's expression). The same operations as add_dot_centered and
+// add_param_grad_row over the run, so the same bits, with the lanes as locals in registers: the partials' stores
+// (doubles, like the lanes) could alias lanes held by reference, which then stayed in memory, a load and a store per
+// update. kSweep vectors of the lanes at a time: kLaneVecs in one sweep over the whole chunks, or kLaneVecs / 2 in two
+// sweeps (lanes 0-15, then 16-31; each lane gets the same additions in the same order), whose 8 accumulators fit
+// AVX2's 16 registers beside the partials and temporaries where one sweep's 16 spill (see run_grad_sums_with_columns).
+template <int kSweep, typename T>
+NK_ALWAYS_INLINE inline void sweep_grad_sums_with_columns(const T* dy, const T* x, const T* w, int64_t len,
+                                                          double mean, double inv, double* cw, double* cb, Lanes& a,
+                                                          Lanes& b) {
+  const int64_t whole = len - len % kLanes;
+  const LaneVec m = {mean, mean, mean, mean}, vinv = {inv, inv, inv, inv};
+  for (int q0 = 0; q0 < kLaneVecs; q0 += kSweep) {
+    LaneVec sa[kSweep], sb[kSweep];
+    for (int v = 0; v < kSweep; ++v) sa[v] = LaneVec{0.0, 0.0, 0.0, 0.0}, sb[v] = sa[v];
+    for (int64_t i0 = 4 * q0; i0 < whole; i0 += kLanes)
+      for (int v = 0; v < kSweep; ++v) {
+        const int64_t i = i0 + 4 * v;
+        LaneVec d, c, col;
+        load_lanes(d, dy + i);
+        load_lanes(c, x + i);
+        c -= m;
+        load_lanes(col, cb + i);
+        col += d;
+        store_lanes(cb + i, col);
+        load_lanes(col, cw + i);
+        col += d * (c * vinv);
+        store_lanes(cw + i, col);
+        if (w) {
+          LaneVec wv;
+          load_lanes(wv, w + i);
+          d *= wv;
+        }
+        sa[v] += d;
+        add_product(sb[v], d, c);
+      }
+    for (int v = 0; v < kSweep; ++v) a.v[q0 + v] = sa[v], b.v[q0 + v] = sb[v];
   }
-  void tail(int64_t j, int64_t n) const { add_param_grad_row(w + j, b + j, dy + j, x + j, n, mean, inv); }
-};
+}
+
+// Two sweeps for runs of up to kTwoSweepElems (x and dy, 4-8 KB, are still in L1 for the second), one for longer
+// ones, which read faster once. LayerNorm backward, kernels alone, the build before against this one in the same
+// process (same bits throughout): float32 [65536,512] 0.80x the time on 2 threads (RMSNorm 0.84x), [128,512] 0.75x,
+// [300,64] 0.77x; float64 [65536,512] 0.95x, [128,512] 0.84x; rows of 4096 and 10000 level (one sweep there; two
+// measured 1.02-1.06x slower, and one sweep on short float64 rows up to 1.3x slower).
+// Two sweeps were measured on AVX2 (16 vector registers of 4 doubles). With 32 (AVX-512) one sweep's lanes fit; with
+// 16 of 2 doubles (x86-64 baseline) not even a sweep's do, and two sweeps were slower: one sweep there (baseline
+// against the build before: float64 0.76-0.85x the time, float32 1.04-1.17x in cache, 0.96x at [65536,512]).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int64_t kTwoSweepElems = 1024;
+#else
+constexpr int64_t kTwoSweepElems = 0;
+#endif
+template <typename T>
+inline void run_grad_sums_with_columns(const T* dy, const T* x, const T* w, int64_t len, double mean, double inv,
+                                       double* cw, double* cb, double& s_dy, double& s_dyx) {
+  Lanes a, b;
+  if (len <= kTwoSweepElems)
+    sweep_grad_sums_with_columns<kLaneVecs / 2>(dy, x, w, len, mean, inv, cw, cb, a, b);
+  else
+    sweep_grad_sums_with_columns<kLaneVecs>(dy, x, w, len, mean, inv, cw, cb, a, b);
+  const int64_t whole = len - len % kLanes;
+  add_param_grad_row(cw + whole, cb + whole, dy + whole, x + whole, len - whole, mean, inv);
+  add_dot_centered(a, b, dy + whole, x + whole, w ? w + whole : nullptr, len - whole, mean);  // the tail's lanes
+  s_dy = combine_lanes(a); s_dyx = combine_lanes(b);
+}
 
 // Where a backward without the ReLU adds a row's column partials while it reads the row for its sums.
 struct ColumnPartials { double* w; double* b; double inv; };
@@ -655,13 +705,14 @@ inline void tile_grad_sums(const T* dy, const T* x, const T* w, const Geometry& 
     chunk_grad_sums(dy, x, w, g, grp, begin, end, mean, s_dy, s_dyx);
     return;
   }
+  if (cols) {  // A == 1: the tile is one run of the row
+    const int64_t off = grp * g.K + begin;
+    run_grad_sums_with_columns(dy + off, x + off, w ? w + begin : nullptr, end - begin, mean, cols->inv,
+                               cols->w + begin, cols->b + begin, s_dy, s_dyx);
+    return;
+  }
   Lanes a{}, b{};
-  if (cols) {
-    for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
-      add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean,
-                       ParamColumns<T>{cols->w + k0, cols->b + k0, dy + off, x + off, mean, cols->inv});
-    });
-  } else if (!act) {  // the lanes stay in registers across the runs only in a loop this small
+  if (!act) {  // the lanes stay in registers across the runs only in a loop this small
     for_each_run(g, grp, begin, end, [&](int64_t off, int64_t len, int64_t k0) {
       add_dot_centered(a, b, dy + off, x + off, w ? w + k0 : nullptr, len, mean);
     });
