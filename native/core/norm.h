@@ -630,16 +630,16 @@ NK_ALWAYS_INLINE inline void sweep_grad_sums_with_columns(const T* dy, const T* 
     for (int64_t i0 = 4 * q0; i0 < whole; i0 += kLanes)
       for (int v = 0; v < kSweep; ++v) {
         const int64_t i = i0 + 4 * v;
-        LaneVec d, c, col;
+        LaneVec d, c, pw, pb;
         load_lanes(d, dy + i);
         load_lanes(c, x + i);
         c -= m;
-        load_lanes(col, cb + i);
-        col += d;
-        store_lanes(cb + i, col);
-        load_lanes(col, cw + i);
-        col += d * (c * vinv);
-        store_lanes(cw + i, col);
+        load_lanes(pw, cw + i);  // both loads before either store: cw and cb are often 4 KB apart, and a load
+        load_lanes(pb, cb + i);  // behind a store to the same 4 KB offset waits for it (4K aliasing)
+        pw += d * (c * vinv);
+        pb += d;
+        store_lanes(cw + i, pw);
+        store_lanes(cb + i, pb);
         if (w) {
           LaneVec wv;
           load_lanes(wv, w + i);
@@ -652,15 +652,17 @@ NK_ALWAYS_INLINE inline void sweep_grad_sums_with_columns(const T* dy, const T* 
   }
 }
 
-// Two sweeps for runs of up to kTwoSweepElems (x and dy, 4-8 KB, are still in L1 for the second), one for longer
-// ones, which read faster once. LayerNorm backward, kernels alone, the build before against this one in the same
-// process (same bits throughout): float32 [65536,512] 0.80x the time on 2 threads (RMSNorm 0.84x), [128,512] 0.75x,
-// [300,64] 0.77x; float64 [65536,512] 0.95x, [128,512] 0.84x; rows of 4096 and 10000 level (one sweep there; two
-// measured 1.02-1.06x slower, and one sweep on short float64 rows up to 1.3x slower).
-// Two sweeps were measured on AVX2 (16 vector registers of 4 doubles). With 32 (AVX-512) one sweep's lanes fit; with
-// 16 of 2 doubles (x86-64 baseline) not even a sweep's do, and two sweeps were slower: one sweep there (baseline
-// against the build before: float64 0.76-0.85x the time, float32 1.04-1.17x in cache, 0.96x at [65536,512]).
-#if defined(__AVX2__) && !defined(__AVX512F__)
+// Runs of up to kTwoSweepElems take two sweeps (x and dy, 4-8 KB, are still in L1 for the second), longer ones one
+// (they read faster once: rows of 4096 and 10000 measured 1.02-1.06x slower in two). From kernels-alone A/B runs
+// against the build before (same process, 1-2 threads; the same bits throughout):
+//  - AVX2 (16 registers of 4 doubles): float32 [65536,512] 0.80-0.89x the time (RMSNorm likewise), [128,512] 0.75x,
+//    [300,64] 0.74-0.77x; float64 [65536,512] 0.89-1.02x, [128,512] 0.81-0.84x; rows of 768-4096 level.
+//  - AVX-512 (32 registers: one sweep's lanes fit, yet two measured faster for float32): float32 [65536,512]
+//    0.85-0.93x, [300,64] 0.82-0.85x, [128,512] 0.92x, rows of 768-1024 level; float64 level (0.96-1.04x; [4096,768]
+//    1.02-1.09x) apart from [300,64] 0.86-0.90x.
+//  - x86-64 baseline (16 registers of 2 doubles: not even a sweep's lanes fit), one sweep: float64 0.76-0.85x, float32
+//    1.04-1.17x in cache and 0.96x at [65536,512]; two sweeps were slower still for float32.
+#if defined(__AVX2__)
 constexpr int64_t kTwoSweepElems = 1024;
 #else
 constexpr int64_t kTwoSweepElems = 0;
