@@ -54,14 +54,25 @@ inline void merge_sums_pairwise(double* s, int64_t count) {
 // The lane structure is the same for every ISA, so the association order does not depend on the vector width.
 constexpr int kLanes = 32;
 
-// The lanes in registers: kLanes / 4 vectors of 4 doubles (GCC/Clang vector extensions; each ISA build maps one to
-// two xmm, a ymm, or half a zmm). A vector add is the 4 lane adds it holds, so every loop below makes the scalar
-// lane loop's additions in the scalar loop's order: the same bits. Written as arrays in memory, the lanes were
-// stored and reloaded around every run (and zeroed with rep stos): 3x the instructions on 64-element runs.
-typedef double LaneVec __attribute__((vector_size(32)));
-typedef double LaneVecU __attribute__((vector_size(32), aligned(8), may_alias));
-constexpr int kLaneVecs = kLanes / 4;
-static_assert(kLanes == 32, "combine_lanes spells out the tree of 32 lanes");
+// The lanes in registers: kLanes / kLaneWidth vectors of kLaneWidth doubles (GCC/Clang vector extensions; each ISA
+// build maps one to two xmm or a ymm, and on AVX-512 to a zmm of 8). A vector add is the lane adds it holds, so
+// every loop below makes the scalar lane loop's additions in the scalar loop's order whatever the width: lane j gets
+// element j of each chunk, and combine_lanes the same tree: the same bits on every ISA. Written as arrays in memory,
+// the lanes were stored and reloaded around every run (and zeroed with rep stos): 3x the instructions on 64-element
+// runs. On AVX-512 the lanes were half a zmm until 2026-12-02: twice the conversions and adds the ISA needs. A zmm
+// of 8, same process, the build before -> this one, kernels alone (BatchNorm, 1 thread, training forward / backward):
+// [8,16,8,8] float32 0.85x / 0.91x the time, float64 0.92x / 0.94x, [4,256,7,7] 0.78x / 0.93x, [128,32,16,16] 0.83x /
+// 0.89x; through the functional API: GroupNorm(32) [16,256,56,56] 0.78x / 0.90x, LayerNorm [1024,512] 0.89x / 0.83x.
+#if defined(__AVX512F__)
+constexpr int kLaneWidth = 8;
+#else
+constexpr int kLaneWidth = 4;
+#endif
+typedef double LaneVec __attribute__((vector_size(8 * kLaneWidth)));
+typedef double LaneVecU __attribute__((vector_size(8 * kLaneWidth), aligned(8), may_alias));
+constexpr int kLaneVecs = kLanes / kLaneWidth;
+static_assert(kLanes == 32 && kLanes % kLaneWidth == 0, "combine_lanes' tree is written for 32 lanes");
+
 
 // acc += a * b, in one rounding where the ISA has a fused multiply-add (AVX2, AVX-512, NEON), two on x86-64 baseline.
 // The kernels are built with -ffp-contract=off, so a multiply-add fuses only where written (here, and core/simd.h
@@ -70,7 +81,10 @@ static_assert(kLanes == 32, "combine_lanes spells out the tree of 32 lanes");
 // memory, bounds the speed (the NCHW forward on L2-resident channels ran 15 % slower with a multiply and an add).
 // By reference: see below. (simd.h's fmadd has no overload for these 4-double lanes, half a vector on AVX-512.)
 inline void add_product(LaneVec& acc, const LaneVec& a, const LaneVec& b) {
-#if defined(__FMA__)
+#if defined(__AVX512F__)
+  acc = reinterpret_cast<LaneVec>(_mm512_fmadd_pd(reinterpret_cast<__m512d>(a), reinterpret_cast<__m512d>(b),
+                                                  reinterpret_cast<__m512d>(acc)));
+#elif defined(__FMA__)
   acc = reinterpret_cast<LaneVec>(_mm256_fmadd_pd(reinterpret_cast<__m256d>(a), reinterpret_cast<__m256d>(b),
                                                   reinterpret_cast<__m256d>(acc)));
 #elif defined(__aarch64__)
@@ -88,10 +102,12 @@ inline void add_product(LaneVec& acc, const LaneVec& a, const LaneVec& b) {
 // -Wpsabi), and everything here is inlined anyway.
 inline void load_lanes(LaneVec& v, const double* p) { v = *reinterpret_cast<const LaneVecU*>(p); }
 inline void store_lanes(double* p, const LaneVec& v) { *reinterpret_cast<LaneVecU*>(p) = v; }
-// 4 floats widened (exactly) to 4 doubles. The ISA's instruction where there is one: GCC 12 splits
+// kLaneWidth floats widened (exactly) to doubles. The ISA's instruction where there is one: GCC 12 splits
 // __builtin_convertvector(float x4 -> double x4) into halves through the stack.
 inline void load_lanes(LaneVec& v, const float* p) {
-#if defined(__AVX__)
+#if defined(__AVX512F__)  // maskz with every lane: _mm512_cvtps_pd's undefined source trips GCC 12's -Wuninitialized
+  v = reinterpret_cast<LaneVec>(_mm512_maskz_cvtps_pd(0xff, _mm256_loadu_ps(p)));
+#elif defined(__AVX__)
   v = reinterpret_cast<LaneVec>(_mm256_cvtps_pd(_mm_loadu_ps(p)));
 #elif defined(__SSE2__)
   const __m128 f = _mm_loadu_ps(p);
@@ -111,37 +127,43 @@ struct Lanes {
   // GCC emits as rep stos (a ~35-cycle start) followed by loads of what it stored, twice per tile.
   NK_ALWAYS_INLINE Lanes() {
 #pragma GCC unroll 8
-    for (int q = 0; q < kLaneVecs; ++q) v[q] = LaneVec{0.0, 0.0, 0.0, 0.0};
+    for (int q = 0; q < kLaneVecs; ++q) v[q] = LaneVec{};
   }
 };
 
 // acc[j] += acc[j + w] for w = 16, 8, 4, 2, 1: the pairwise tree, lane for lane.
 inline double combine_lanes(Lanes& acc) {
   LaneVec* v = acc.v;
-  for (int q = 0; q < 4; ++q) v[q] += v[q + 4];  // w = 16
-  for (int q = 0; q < 2; ++q) v[q] += v[q + 2];  // w = 8
-  v[0] += v[1];                                  // w = 4
+  for (int h = kLaneVecs / 2; h >= 1; h /= 2)  // w = 16, 8 (and 4 where a vector holds 4 lanes)
+    for (int q = 0; q < h; ++q) v[q] += v[q + h];
+#if defined(__AVX512F__)
+  typedef double Half __attribute__((vector_size(32), aligned(8), may_alias));
+  const Half* half = reinterpret_cast<const Half*>(&v[0]);
+  const Half four = half[0] + half[1];                           // w = 4
+  const double l0 = four[0] + four[2], l1 = four[1] + four[3];  // w = 2
+#else
   const double l0 = v[0][0] + v[0][2], l1 = v[0][1] + v[0][3];  // w = 2
+#endif
   return l0 + l1;                                                // w = 1
 }
 
 // The last n < kLanes terms of a run go to the first n lanes, acc[j] += term(j). They are added as whole vectors
-// (vector q of the tail: term(4q + k) in lane k, and +0.0 past n), which changes no bit: a lane starts at +0.0, and
+// (vector q of the tail: term(Wq + k) in lane k, W = kLaneWidth, and +0.0 past n), which changes no bit: a lane starts at +0.0, and
 // a round-to-nearest sum is -0.0 only when every term is. So the lanes keep constant indices and stay in registers.
-// Callers loop over q < kLaneVecs (a constant bound, unrolled) and stop at 4q >= n.
+// Callers loop over q < kLaneVecs (a constant bound, unrolled) and stop at Wq >= n.
 template <typename F>
 inline void tail_lanes(LaneVec& t, int64_t n, int q, F&& term) {
-  t = LaneVec{0.0, 0.0, 0.0, 0.0};
-  for (int k = 0; k < 4; ++k)
-    if (4 * q + k < n) t[k] = term(4 * q + k);
+  t = LaneVec{};
+  for (int k = 0; k < kLaneWidth; ++k)
+    if (kLaneWidth * q + k < n) t[k] = term(kLaneWidth * q + k);
 }
 
-// tail_lanes for the tail's vectors q with all four lanes in the tail (4q + 4 <= n) through full(t, 4q), the
+// tail_lanes for the tail's vectors q with all their lanes in the tail (Wq + W <= n) through full(t, Wq), the
 // vector form of the same term: the same lane values. Building them lane by lane cost 3.5x the chunks' time per
 // element on 49-element runs (a 7x7 feature map), where most of a run is tail.
 template <typename Full, typename Term>
 NK_ALWAYS_INLINE inline void tail_vector(LaneVec& t, int64_t n, int q, Full&& full, Term&& term) {
-  if (4 * q + 4 <= n) full(t, 4 * q);
+  if (kLaneWidth * q + kLaneWidth <= n) full(t, kLaneWidth * q);
   else tail_lanes(t, n, q, term);
 }
 
@@ -164,7 +186,7 @@ template <typename T>
 NK_ALWAYS_INLINE inline void add_chunk(Lanes& acc, const T* x) {
   for (int q = 0; q < kLaneVecs; ++q) {
     LaneVec xv;
-    load_lanes(xv, x + 4 * q);
+    load_lanes(xv, x + kLaneWidth * q);
     acc.v[q] += xv;
   }
 }
@@ -172,7 +194,7 @@ template <typename T>
 NK_ALWAYS_INLINE inline void add_centered_squares_chunk(Lanes& acc, const T* x, const LaneVec& m) {
   for (int q = 0; q < kLaneVecs; ++q) {
     LaneVec d;
-    load_lanes(d, x + 4 * q);
+    load_lanes(d, x + kLaneWidth * q);
     d -= m;
     add_product(acc.v[q], d, d);
   }
@@ -184,7 +206,7 @@ inline void add_run(Lanes& acc, const T* x, int64_t len) {
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) add_chunk(acc, x + i);
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
-    if (4 * q >= len - i) break;
+    if (kLaneWidth * q >= len - i) break;
     LaneVec t;
     tail_values(t, x + i, len - i, q);
     acc.v[q] += t;
@@ -195,10 +217,10 @@ inline void add_run(Lanes& acc, const T* x, int64_t len) {
 template <typename T>
 inline void add_centered_squares(Lanes& acc, const T* x, int64_t len, double mean) {
   int64_t i = 0;
-  const LaneVec m = {mean, mean, mean, mean};
+  const LaneVec m = LaneVec{} + mean;
   for (; i + kLanes <= len; i += kLanes) add_centered_squares_chunk(acc, x + i, m);
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
-    if (4 * q >= len - i) break;
+    if (kLaneWidth * q >= len - i) break;
     LaneVec d;
     tail_centered(d, x + i, len - i, q, m, mean);
     add_product(acc.v[q], d, d);
@@ -211,12 +233,12 @@ NK_ALWAYS_INLINE inline void add_dot_centered_chunk(Lanes& a, Lanes& b, const T*
                                                     const LaneVec& m) {
   for (int q = 0; q < kLaneVecs; ++q) {
     LaneVec d, c;
-    load_lanes(d, dy + 4 * q);
-    load_lanes(c, x + 4 * q);
+    load_lanes(d, dy + kLaneWidth * q);
+    load_lanes(c, x + kLaneWidth * q);
     c -= m;
     if (w) {
       LaneVec wv;
-      load_lanes(wv, w + 4 * q);
+      load_lanes(wv, w + kLaneWidth * q);
       d *= wv;
     }
     a.v[q] += d;
@@ -228,11 +250,11 @@ NK_ALWAYS_INLINE inline void add_dot_centered_chunk(Lanes& a, Lanes& b, const T*
 template <typename T>
 inline void add_dot_centered(Lanes& a, Lanes& b, const T* dy, const T* x, const T* w, int64_t len, double mean) {
   int64_t i = 0;
-  const LaneVec m = {mean, mean, mean, mean};
+  const LaneVec m = LaneVec{} + mean;
   for (; i + kLanes <= len; i += kLanes) add_dot_centered_chunk(a, b, dy + i, x + i, w ? w + i : nullptr, m);
   // The tail with 0 in the unused lanes, as moments.h tail_lanes (0 * 0 adds +0.0 to b).
   for (int q = 0; q < kLaneVecs && i < len; ++q) {  // constant bound: unrolled, so the lane indices are constants
-    if (4 * q >= len - i) break;
+    if (kLaneWidth * q >= len - i) break;
     LaneVec d, c;
     // With w the lanes are built one by one (dy * w rounded once, as in the chunks).
     if (w) tail_lanes(d, len - i, q, [&](int64_t j) { return static_cast<double>(dy[i + j]) * static_cast<double>(w[i + j]); });

@@ -98,7 +98,7 @@ void chunk_moments(const T* x, const Geometry& g, int64_t group, int64_t begin, 
   Lanes acc{};
   for_each_chunk(g, group, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE { add_chunk(acc, x + off); });
   const double mean = combine_lanes(acc) / static_cast<double>(end - begin);
-  const LaneVec m = {mean, mean, mean, mean};
+  const LaneVec m = LaneVec{} + mean;
   Lanes sq{};
   for_each_chunk(g, group, begin, end, [&](int64_t off, int64_t) NK_ALWAYS_INLINE { add_centered_squares_chunk(sq, x + off, m); });
   mean_out = mean; m2_out = combine_lanes(sq);
@@ -623,13 +623,13 @@ NK_ALWAYS_INLINE inline void sweep_grad_sums_with_columns(const T* dy, const T* 
                                                           double mean, double inv, double* cw, double* cb, Lanes& a,
                                                           Lanes& b) {
   const int64_t whole = len - len % kLanes;
-  const LaneVec m = {mean, mean, mean, mean}, vinv = {inv, inv, inv, inv};
+  const LaneVec m = LaneVec{} + mean, vinv = LaneVec{} + inv;
   for (int q0 = 0; q0 < kLaneVecs; q0 += kSweep) {
     LaneVec sa[kSweep], sb[kSweep];
-    for (int v = 0; v < kSweep; ++v) sa[v] = LaneVec{0.0, 0.0, 0.0, 0.0}, sb[v] = sa[v];
-    for (int64_t i0 = 4 * q0; i0 < whole; i0 += kLanes)
+    for (int v = 0; v < kSweep; ++v) sa[v] = LaneVec{}, sb[v] = sa[v];
+    for (int64_t i0 = kLaneWidth * q0; i0 < whole; i0 += kLanes)
       for (int v = 0; v < kSweep; ++v) {
-        const int64_t i = i0 + 4 * v;
+        const int64_t i = i0 + kLaneWidth * v;
         LaneVec d, c, pw, pb;
         load_lanes(d, dy + i);
         load_lanes(c, x + i);
@@ -657,12 +657,15 @@ NK_ALWAYS_INLINE inline void sweep_grad_sums_with_columns(const T* dy, const T* 
 // against the build before (same process, 1-2 threads; the same bits throughout):
 //  - AVX2 (16 registers of 4 doubles): float32 [65536,512] 0.80-0.89x the time (RMSNorm likewise), [128,512] 0.75x,
 //    [300,64] 0.74-0.77x; float64 [65536,512] 0.89-1.02x, [128,512] 0.81-0.84x; rows of 768-4096 level.
-//  - AVX-512 (32 registers: one sweep's lanes fit, yet two measured faster for float32): float32 [65536,512]
-//    0.85-0.93x, [300,64] 0.82-0.85x, [128,512] 0.92x, rows of 768-1024 level; float64 level (0.96-1.04x; [4096,768]
-//    1.02-1.09x) apart from [300,64] 0.86-0.90x.
+//  - AVX-512 with lanes of 4 (half a zmm): float32 [65536,512] 0.85-0.93x, [300,64] 0.82-0.85x, [128,512] 0.92x,
+//    rows of 768-1024 level; float64 level (0.96-1.04x; [4096,768] 1.02-1.09x) apart from [300,64] 0.86-0.90x. With
+//    lanes of 8 (a zmm, moments.h kLaneWidth) one sweep's 8 accumulators take 8 of its 32 registers, and one sweep
+//    measured 0.91-0.99x two's time for float32 rows of 512-768 (layer API, same process), 1.06x for rows of 64.
 //  - x86-64 baseline (16 registers of 2 doubles: not even a sweep's lanes fit), one sweep: float64 0.76-0.85x, float32
 //    1.04-1.17x in cache and 0.96x at [65536,512]; two sweeps were slower still for float32.
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
+constexpr int64_t kTwoSweepElems = 0;
+#elif defined(__AVX2__)
 constexpr int64_t kTwoSweepElems = 1024;
 #else
 constexpr int64_t kTwoSweepElems = 0;
@@ -688,7 +691,7 @@ struct ColumnPartials { double* w; double* b; double inv; };
 template <typename T>
 void chunk_grad_sums(const T* dy, const T* x, const T* w, const Geometry& g, int64_t grp, int64_t begin, int64_t end,
                      double mean, double& s_dy, double& s_dyx) {
-  const LaneVec m = {mean, mean, mean, mean};
+  const LaneVec m = LaneVec{} + mean;
   Lanes a{}, b{};
   for_each_chunk(g, grp, begin, end, [&](int64_t off, int64_t k) NK_ALWAYS_INLINE {
     add_dot_centered_chunk(a, b, dy + off, x + off, w ? w + k : nullptr, m);
