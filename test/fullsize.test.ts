@@ -143,9 +143,9 @@ describe('cache-resident eval in place over several threads, against the float64
 });
 
 // The streamed row walk stores a block of rows as one range: one unaligned head and tail per block, and a vector
-// across each row end assembled from the two rows (core/simd.h affine_rows_stream). Where the output starts within a
-// 64-byte line decides whether and where vectors straddle row ends; each start, for rows of a multiple and of no
-// multiple of the vector width, against the float64 reference (training y and dx, eval y).
+// across each row end, from coefficients wrapped around it (core/simd.h affine_rows_stream). Where the output starts
+// within a 64-byte line decides whether and where vectors straddle row ends; each start, for rows of a multiple and
+// of no multiple of the vector width, against the float64 reference (training y and dx, eval y).
 describe('the streamed row walk with out at each 16-byte step of a cache line', () => {
   const cases: Array<{ shape: number[]; dtype: DT }> = [
     { shape: [4200, 1024], dtype: 'float32' }, { shape: [43000, 100], dtype: 'float32' }, { shape: [2200, 1000], dtype: 'float64' },
