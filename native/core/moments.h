@@ -73,13 +73,12 @@ typedef double LaneVecU __attribute__((vector_size(8 * kLaneWidth), aligned(8), 
 constexpr int kLaneVecs = kLanes / kLaneWidth;
 static_assert(kLanes == 32 && kLanes % kLaneWidth == 0, "combine_lanes' tree is written for 32 lanes");
 
-
 // acc += a * b, in one rounding where the ISA has a fused multiply-add (AVX2, AVX-512, NEON), two on x86-64 baseline.
 // The kernels are built with -ffp-contract=off, so a multiply-add fuses only where written (here, and core/simd.h
 // fmadd): the same in every loop that must agree (a run's chunks and its tail), instead of wherever GCC's
 // contraction happened to fuse one. The lane reductions' centered products use it: there the add chain, not
 // memory, bounds the speed (the NCHW forward on L2-resident channels ran 15 % slower with a multiply and an add).
-// By reference: see below. (simd.h's fmadd has no overload for these 4-double lanes, half a vector on AVX-512.)
+// By reference: see below. (simd.h's fmadd has no overload for these lanes: 4 doubles, half a vector, below AVX-512.)
 inline void add_product(LaneVec& acc, const LaneVec& a, const LaneVec& b) {
 #if defined(__AVX512F__)
   acc = reinterpret_cast<LaneVec>(_mm512_fmadd_pd(reinterpret_cast<__m512d>(a), reinterpret_cast<__m512d>(b),
@@ -105,7 +104,7 @@ inline void store_lanes(double* p, const LaneVec& v) { *reinterpret_cast<LaneVec
 // kLaneWidth floats widened (exactly) to doubles. The ISA's instruction where there is one: GCC 12 splits
 // __builtin_convertvector(float x4 -> double x4) into halves through the stack.
 inline void load_lanes(LaneVec& v, const float* p) {
-#if defined(__AVX512F__)  // maskz with every lane: _mm512_cvtps_pd's undefined source trips GCC 12's -Wuninitialized
+#if defined(__AVX512F__)  // maskz, every lane: _mm512_cvtps_pd's undefined source trips GCC 12's -Wuninitialized
   v = reinterpret_cast<LaneVec>(_mm512_maskz_cvtps_pd(0xff, _mm256_loadu_ps(p)));
 #elif defined(__AVX__)
   v = reinterpret_cast<LaneVec>(_mm256_cvtps_pd(_mm_loadu_ps(p)));
@@ -148,8 +147,9 @@ inline double combine_lanes(Lanes& acc) {
 }
 
 // The last n < kLanes terms of a run go to the first n lanes, acc[j] += term(j). They are added as whole vectors
-// (vector q of the tail: term(Wq + k) in lane k, W = kLaneWidth, and +0.0 past n), which changes no bit: a lane starts at +0.0, and
-// a round-to-nearest sum is -0.0 only when every term is. So the lanes keep constant indices and stay in registers.
+// (vector q of the tail: term(Wq + k) in lane k, W = kLaneWidth, and +0.0 past n), which changes no bit: a lane
+// starts at +0.0, and a round-to-nearest sum is -0.0 only when every term is. So the lanes keep constant indices and
+// stay in registers.
 // Callers loop over q < kLaneVecs (a constant bound, unrolled) and stop at Wq >= n.
 template <typename F>
 inline void tail_lanes(LaneVec& t, int64_t n, int q, F&& term) {
