@@ -194,6 +194,29 @@ NK_ALWAYS_INLINE inline void affine_row_vectors(const T* x, const T* dy, T* out,
 // Rows of at most this many columns stream with wrapped coefficients (affine_rows_stream_narrow).
 constexpr int64_t kNarrowRowCols = 64;
 
+// Per-column coefficients copied into arrays wrapped around a row of B columns: entry k holds column (first + k) % B,
+// so the W entries from any index are the coefficients of W consecutive elements, across a row end as within a row,
+// and a vector that crosses a row end is the same vector expression as any other.
+template <typename T, int64_t kCap>
+struct WrappedCoefs {
+  alignas(kVecBytes) T hi[kCap], lo[kCap], s[kCap], t[kCap], a[kCap];
+
+  WrappedCoefs(int64_t B, int64_t first, int64_t count, const T* hi_, const T* lo_, const T* s_, const T* t_,
+               const T* a_) {
+    for (int64_t k = 0, c = first; k < count; ++k, c = c + 1 == B ? 0 : c + 1) {
+      hi[k] = hi_[c], lo[k] = lo_[c], s[k] = s_[c], t[k] = t_[c], a[k] = a_ ? a_[c] : T(0);
+    }
+  }
+  // The vector at out from x (and dy) with the coefficients from entry j: affine_row's expressions.
+  NK_ALWAYS_INLINE void stream_value(const T* x, T* out, int64_t j) const {
+    vstream(out, affine_value(vload(x), vload(hi + j), vload(lo + j), vload(s + j), vload(t + j)));
+  }
+  NK_ALWAYS_INLINE void stream_grad(const T* x, const T* dy, T* out, int64_t j) const {
+    vstream(out, affine_grad_value(vload(a + j), vload(dy), vload(x), vload(hi + j), vload(lo + j), vload(s + j),
+                                   vload(t + j)));
+  }
+};
+
 // affine_rows_stream for rows of B <= kNarrowRowCols columns, where most vectors cross a row end (every one, for 8
 // floats 16 bytes off a line): the coefficients are copied once into arrays wrapped around the row (entry k holds
 // column k % B), so that the W columns from any column b are the W entries from b, and every vector of the range,
@@ -204,12 +227,8 @@ template <typename T>
 inline void affine_rows_stream_narrow(const T* x, const T* dy, T* out, int64_t rows, int64_t B, const T* hi,
                                       const T* lo, const T* s, const T* t, const T* a) {
   constexpr int64_t W = kVecBytes / sizeof(T), L = 64 / static_cast<int64_t>(sizeof(T)), kCap = kNarrowRowCols + L;
-  alignas(kVecBytes) T whi[kCap], wlo[kCap], ws[kCap], wt[kCap], wa[kCap];
-  const int64_t m = B + L;
-  for (int64_t k = 0, c = 0; k < m; ++k, c = c + 1 == B ? 0 : c + 1) {
-    whi[k] = hi[c], wlo[k] = lo[c], ws[k] = s[c], wt[k] = t[c], wa[k] = a ? a[c] : T(0);
-  }
-  const T* wap = a ? wa : nullptr;
+  const WrappedCoefs<T, kCap> wc(B, 0, B + L, hi, lo, s, t, a);
+  const T *whi = wc.hi, *wlo = wc.lo, *ws = wc.s, *wt = wc.t, *wap = a ? wc.a : nullptr;
   const int64_t n = rows * B, step = W % B;
   const StreamSpan span = stream_span(out, n);
   if (span.end == span.head) {  // nothing to stream (under two lines, or out not even T-aligned): row by row
@@ -221,13 +240,13 @@ inline void affine_rows_stream_narrow(const T* x, const T* dy, T* out, int64_t r
   int64_t i = span.head, b = span.head % B;  // b: the column of element i
   if (dy) {
     for (; i < span.end; i += W) {
-      vstream(out + i, affine_grad_value(vload(wa + b), vload(dy + i), vload(x + i), vload(whi + b), vload(wlo + b), vload(ws + b), vload(wt + b)));
+      wc.stream_grad(x + i, dy + i, out + i, b);
       b += step;
       if (b >= B) b -= B;
     }
   } else {
     for (; i < span.end; i += W) {
-      vstream(out + i, affine_value(vload(x + i), vload(whi + b), vload(wlo + b), vload(ws + b), vload(wt + b)));
+      wc.stream_value(x + i, out + i, b);
       b += step;
       if (b >= B) b -= B;
     }
@@ -265,18 +284,14 @@ inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, in
     return;
   }
   part(0, 0, span.head, out);
-  // The vector across a row end (B >= W: one row end at most) takes its coefficients from copies wrapped around it:
-  // entry k holds column B - W + k for k < W and column k - W after, so the W columns from column b > B - W are the
-  // W entries from b - (B - W), and the vector is the same expression as inside a row: the same bits. Assembled from
-  // the two rows' parts in a buffer (short loops, then a vector load of what they stored), it was a sixth of the
-  // float32 eval where every row has one (`out` 16 bytes into a line, as V8's large buffers start): same process, 2
-  // threads, channels-last [64,56,56,128] 4.91 -> 4.11 ms, [65536,512] 6.36 -> 5.05 (1 thread 0.84-0.87x); float64
-  // and the forward's and backward's passes level within the noise.
-  alignas(kVecBytes) T whi[2 * W], wlo[2 * W], ws[2 * W], wt[2 * W], wa[2 * W];
-  for (int64_t k = 0; k < 2 * W; ++k) {
-    const int64_t c = k < W ? B - W + k : k - W;
-    whi[k] = hi[c], wlo[k] = lo[c], ws[k] = s[c], wt[k] = t[c], wa[k] = a ? a[c] : T(0);
-  }
+  // The vector across a row end (B >= W: one row end at most) takes its coefficients from copies wrapped around it
+  // (WrappedCoefs from column B - W: the W columns from column b > B - W are the W entries from b - (B - W)), the
+  // same expression as inside a row: the same bits. Assembled from the two rows' parts in a buffer (short loops,
+  // then a vector load of what they stored), it was a sixth of the float32 eval where every row has one (`out` 16
+  // bytes into a line, as V8's large buffers start): same process, 2 threads, channels-last [64,56,56,128] 4.91 ->
+  // 4.11 ms, [65536,512] 6.36 -> 5.05 (1 thread 0.84-0.87x); float64 and the forward's and backward's passes level
+  // within the noise.
+  const WrappedCoefs<T, 2 * W> across(B, B - W, 2 * W, hi, lo, s, t, a);
   int64_t i = span.head, b = span.head % B;  // b: the column of element i
   while (i < span.end) {
     const int64_t whole = min_i64(B - b, span.end - i) / W * W;
@@ -284,12 +299,8 @@ inline void affine_rows_stream(const T* x, const T* dy, T* out, int64_t rows, in
     i += whole, b += whole;
     if (b == B) b = 0;
     if (b == 0 || i == span.end) continue;
-    const int64_t j = b - (B - W);
-    if (dy)
-      vstream(out + i, affine_grad_value(vload(wa + j), vload(dy + i), vload(x + i), vload(whi + j), vload(wlo + j),
-                                         vload(ws + j), vload(wt + j)));
-    else
-      vstream(out + i, affine_value(vload(x + i), vload(whi + j), vload(wlo + j), vload(ws + j), vload(wt + j)));
+    if (dy) across.stream_grad(x + i, dy + i, out + i, b - (B - W));
+    else across.stream_value(x + i, out + i, b - (B - W));
     i += W, b += W - B;
   }
   part(i, b, n - i, out + i);
