@@ -257,7 +257,8 @@ inline void affine_rows_stream_narrow(const T* x, const T* dy, T* out, int64_t r
 // `rows` consecutive rows of B columns (contiguous: a block of the row walk), streamed as one range. Row by row,
 // every row end that falls inside a 64-byte line would need normal stores on both sides of it (stream_span): a line
 // read and scalar work per row. Here only the block's partial first and last lines are stored normally; a vector
-// that straddles a row end is assembled from the two rows' columns in a register-sized buffer and streamed whole.
+// that straddles a row end is streamed whole, its coefficients taken from copies wrapped around the row end
+// (WrappedCoefs).
 // (Row by row with 32-byte heads, out 48 bytes into a line made the channels-last eval 6x slower.) Rows of up to
 // kNarrowRowCols columns, where row ends are many, take affine_rows_stream_narrow instead. Same expressions, same
 // bits (the kernels are built with -ffp-contract=off: a vector expression is its scalar form lane by lane).
